@@ -1,0 +1,348 @@
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { parse as parseDotenv } from "dotenv";
+import { LineCounter, parseDocument, type Document } from "yaml";
+import type { z } from "zod";
+import {
+  DEFAULT_RETRY_STATUS_CODES,
+  envSchema,
+  noticeShape,
+  routeDefaultsShape,
+  routeShape,
+  routesFileSchema,
+  routesFileShape,
+  type RawRoute,
+  type RouteDefaults,
+} from "./schema.js";
+import type { GatewayConfig, Route } from "./types.js";
+
+export const AUTO_MODEL = "auto";
+export const WILDCARD_MODEL = "*";
+
+/** Every problem found, so `validate` can print them all at once. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+export interface LoadOptions {
+  /** Directory `routes.yml` and `.env` are looked up in (default: process.cwd()). */
+  cwd?: string;
+  /** Explicit routes file (`--config`); else ROUTES_FILE; else `<cwd>/routes.yml`. */
+  routesFile?: string;
+  /** Explicit .env file, or false to read none; else `<cwd>/.env` when it exists. */
+  envFile?: string | false;
+  /** The process environment (default: process.env); it wins over `.env`, as with dotenv. */
+  env?: Record<string, string | undefined>;
+  /** Command-line flags, which win over both. */
+  overrides?: { host?: string; port?: number };
+}
+
+export interface LoadResult {
+  config: GatewayConfig;
+  warnings: string[];
+}
+
+/** Reads `.env`, the environment and routes.yml; throws ConfigError listing every problem. */
+export function loadConfig(options: LoadOptions = {}): LoadResult {
+  const cwd = options.cwd ?? process.cwd();
+  const problems: string[] = [];
+
+  const envFile = options.envFile === false ? undefined : path.resolve(cwd, options.envFile ?? ".env");
+  let fileEnv: Record<string, string> = {};
+  if (envFile && existsSync(envFile)) {
+    try {
+      fileEnv = parseDotenv(readFileSync(envFile));
+    } catch (error) {
+      problems.push(`${envFile}: cannot read: ${(error as Error).message}`);
+    }
+  } else if (options.envFile) {
+    problems.push(`${envFile}: file not found`);
+  }
+  const env = mergeEnv(fileEnv, options.env ?? process.env);
+
+  const routesFile = path.resolve(cwd, options.routesFile ?? env.ROUTES_FILE ?? "routes.yml");
+  let text: string | undefined;
+  try {
+    text = readFileSync(routesFile, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    problems.push(
+      code === "ENOENT"
+        ? `${routesFile}: file not found. Create one with \`openclaw-autoproxy init\`, or pass --config PATH.`
+        : `${routesFile}: cannot read: ${(error as Error).message}`,
+    );
+  }
+
+  const result =
+    text === undefined
+      ? undefined
+      : buildConfig(text, env, { routesFile, envFile: envFile && existsSync(envFile) ? envFile : undefined, fileEnvKeys: new Set(Object.keys(fileEnv)), overrides: options.overrides });
+  if (result) problems.push(...result.problems);
+  if (problems.length > 0 || !result?.config) throw new ConfigError(problems);
+  return { config: result.config, warnings: result.warnings };
+}
+
+function mergeEnv(fileEnv: Record<string, string>, processEnv: Record<string, string | undefined>): Record<string, string> {
+  const merged: Record<string, string> = {};
+  // An empty variable means "not set": `RETRY_STATUS_CODES=` in .env must not disable retries.
+  for (const source of [fileEnv, processEnv]) {
+    for (const [key, value] of Object.entries(source)) {
+      if (value !== undefined && value.trim() !== "") merged[key] = value;
+    }
+  }
+  return merged;
+}
+
+interface BuildMeta {
+  routesFile: string;
+  envFile?: string | undefined;
+  fileEnvKeys?: ReadonlySet<string>;
+  overrides?: { host?: string; port?: number } | undefined;
+}
+
+interface BuildResult {
+  config?: GatewayConfig;
+  problems: string[];
+  warnings: string[];
+}
+
+/** Pure: routes.yml text + environment → config, problems and warnings. */
+export function buildConfig(text: string, env: Record<string, string>, meta: BuildMeta): BuildResult {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const file = meta.routesFile;
+
+  const envResult = envSchema.safeParse(env);
+  if (!envResult.success) {
+    for (const issue of envResult.error.issues) {
+      const name = String(issue.path[0]);
+      const where = meta.fileEnvKeys?.has(name) && meta.envFile ? meta.envFile : "environment";
+      problems.push(`${where}: ${name}=${JSON.stringify(env[name] ?? "")}: ${issue.message}`);
+    }
+  }
+
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    for (const error of doc.errors) {
+      const pos = lineCounter.linePos(error.pos[0]);
+      problems.push(`${file}:${pos.line}:${pos.col}: invalid YAML: ${error.message.split("\n")[0]}`);
+    }
+    return { problems, warnings };
+  }
+
+  const raw: unknown = doc.toJS();
+  const topIsArray = Array.isArray(raw);
+  const locate = (issuePath: readonly PropertyKey[]): string => {
+    const docPath = topIsArray && issuePath[0] === "routes" ? issuePath.slice(1) : issuePath;
+    return lineOf(doc, lineCounter, docPath);
+  };
+
+  if (raw === null || raw === undefined) {
+    problems.push(`${file}: the file is empty; it needs a "routes:" list (see \`openclaw-autoproxy init\`).`);
+    return { problems, warnings };
+  }
+  const input = topIsArray ? { routes: raw } : raw;
+
+  if (input && typeof input === "object" && !Array.isArray(input)) {
+    warnings.push(...unknownKeyWarnings(input as Record<string, unknown>, file, locate));
+  }
+
+  const parsed = routesFileSchema.safeParse(input);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      problems.push(formatIssue(file, issue, input, locate));
+    }
+    return { problems, warnings };
+  }
+  if (!envResult.success) return { problems, warnings };
+
+  const envConfig = envResult.data;
+  const fileData = parsed.data;
+  const defaultsKeys = (["defaults", "global", "auth"] as const).filter((key) => fileData[key] !== undefined);
+  if (defaultsKeys.length > 1) {
+    warnings.push(`${file}: both "${defaultsKeys.join('" and "')}" are set; only "${defaultsKeys[0]}" is used.`);
+  }
+  const defaults: RouteDefaults = (defaultsKeys[0] ? fileData[defaultsKeys[0]] : undefined) ?? {};
+
+  const allRoutes = fileData.routes.map((route, index) => resolveRoute(route, index, defaults, env, warnings, file));
+  const routes = allRoutes.filter((route) => route.enabled);
+
+  const modelRoutes = new Map<string, Route>();
+  for (const route of routes) {
+    for (const model of route.models) {
+      const index = allRoutes.indexOf(route);
+      const line = locate(["routes", index, "model"]) || locate(["routes", index, "models"]);
+      if (model.toLowerCase() === AUTO_MODEL) {
+        problems.push(`${file}: route "${route.name}" (routes[${index}]) field "model": "${model}" is reserved for automatic mode${line}`);
+        continue;
+      }
+      const existing = modelRoutes.get(model);
+      if (existing) {
+        problems.push(
+          `${file}: route "${route.name}" (routes[${index}]) field "model": "${model}" is already served by enabled route "${existing.name}"; a model may appear in one enabled route only${line}`,
+        );
+        continue;
+      }
+      modelRoutes.set(model, route);
+    }
+  }
+
+  let wildcard = modelRoutes.get(WILDCARD_MODEL);
+  if (!wildcard && envConfig.UPSTREAM_BASE_URL) {
+    wildcard = makeRoute({
+      name: "UPSTREAM_BASE_URL",
+      url: envConfig.UPSTREAM_BASE_URL,
+      isBaseUrl: true,
+      models: [WILDCARD_MODEL],
+      enabled: true,
+      authHeader: "authorization",
+      authPrefix: "Bearer ",
+      apiKey: envConfig.UPSTREAM_API_KEY ?? "",
+      headers: {},
+    });
+  }
+
+  const autoModels = [...modelRoutes.keys()].filter((model) => model !== WILDCARD_MODEL);
+  const isRoutable = (model: string) => modelRoutes.has(model) || wildcard !== undefined;
+  const globalFallbackModels = envConfig.GLOBAL_FALLBACK_MODELS ?? [];
+  const modelFallbackMap = envConfig.MODEL_FALLBACK_MAP ?? {};
+  for (const model of [...globalFallbackModels, ...Object.values(modelFallbackMap).flat()]) {
+    if (!isRoutable(model)) warnings.push(`environment: fallback model "${model}" has no enabled route and will be skipped.`);
+  }
+
+  if (routes.length === 0 && !wildcard) {
+    warnings.push(`${file}: no enabled routes; every model request will be answered 404.`);
+  }
+
+  if (problems.length > 0) return { problems, warnings };
+
+  const config: GatewayConfig = {
+    host: meta.overrides?.host ?? envConfig.HOST,
+    port: meta.overrides?.port ?? envConfig.PORT,
+    requestTimeoutMs: envConfig.REQUEST_TIMEOUT_MS,
+    connectTimeoutMs: envConfig.CONNECT_TIMEOUT_MS,
+    maxBodyBytes: envConfig.MAX_BODY_BYTES,
+    retryStatusCodes: new Set(fileData.retryStatusCodes ?? envConfig.RETRY_STATUS_CODES ?? DEFAULT_RETRY_STATUS_CODES),
+    routes,
+    modelRoutes,
+    wildcard,
+    autoModels,
+    globalFallbackModels,
+    modelFallbackMap,
+    notice: { sse: fileData.notice?.sse ?? "comment", json: fileData.notice?.json ?? true },
+    upstream: {
+      maxConnections: envConfig.UPSTREAM_MAX_CONNECTIONS,
+      keepAliveTimeoutMs: envConfig.UPSTREAM_KEEPALIVE_TIMEOUT_MS,
+      keepAliveMaxTimeoutMs: envConfig.UPSTREAM_KEEPALIVE_MAX_TIMEOUT_MS,
+    },
+    logLevel: envConfig.LOG_LEVEL,
+    source: { routesFile: file, envFile: meta.envFile },
+  };
+  return { config, problems, warnings };
+}
+
+function resolveRoute(
+  route: RawRoute,
+  index: number,
+  defaults: RouteDefaults,
+  env: Record<string, string>,
+  warnings: string[],
+  file: string,
+): Route {
+  const name = route.name ?? `routes[${index}]`;
+  const modelValue = route.model ?? route.models ?? [];
+  const models = [...new Set(typeof modelValue === "string" ? [modelValue] : modelValue)];
+  const enabled = route.enabled ?? defaults.enabled ?? true;
+
+  let apiKey = route.apiKey ?? "";
+  const keyEnv = route.apiKey ? undefined : (route.apiKeyEnv ?? (defaults.apiKey ? undefined : defaults.apiKeyEnv));
+  if (!apiKey && keyEnv) {
+    apiKey = env[keyEnv]?.trim() ?? "";
+    if (!apiKey && enabled) {
+      warnings.push(`${file}: route "${name}" (routes[${index}]) field "apiKeyEnv": ${keyEnv} is not set; the route will be called without a key.`);
+    }
+  }
+  if (!apiKey && !keyEnv) apiKey = defaults.apiKey ?? "";
+
+  const headers: Record<string, string> = {};
+  for (const [key, value] of Object.entries({ ...defaults.headers, ...route.headers })) {
+    headers[key.toLowerCase()] = value;
+  }
+
+  return makeRoute({
+    name,
+    url: route.url,
+    isBaseUrl: route.isBaseUrl ?? defaults.isBaseUrl ?? false,
+    models,
+    enabled,
+    authHeader: route.authHeader ?? defaults.authHeader ?? "authorization",
+    authPrefix: route.authPrefix ?? defaults.authPrefix ?? "Bearer ",
+    apiKey,
+    headers,
+  });
+}
+
+export function makeRoute(input: Omit<Route, "origin" | "basePath" | "baseQuery">): Route {
+  const url = new URL(input.url);
+  return {
+    ...input,
+    origin: url.origin,
+    basePath: url.pathname.replace(/\/+$/, ""),
+    baseQuery: url.search.slice(1),
+  };
+}
+
+function unknownKeyWarnings(
+  input: Record<string, unknown>,
+  file: string,
+  locate: (path: readonly PropertyKey[]) => string,
+): string[] {
+  const warnings: string[] = [];
+  const check = (value: unknown, known: object, where: string, at: PropertyKey[]) => {
+    if (!value || typeof value !== "object" || Array.isArray(value)) return;
+    for (const key of Object.keys(value)) {
+      if (!(key in known)) warnings.push(`${file}: ${where}unknown key "${key}" is ignored${locate([...at, key])}`);
+    }
+  };
+  check(input, routesFileShape, "", []);
+  for (const key of ["defaults", "global", "auth"]) check(input[key], routeDefaultsShape, `${key}: `, [key]);
+  check(input.notice, noticeShape, "notice: ", ["notice"]);
+  if (Array.isArray(input.routes)) {
+    input.routes.forEach((route, index) => check(route, routeShape, `${routeLabel(route, index)}: `, ["routes", index]));
+  }
+  return warnings;
+}
+
+function routeLabel(route: unknown, index: number): string {
+  const name = route && typeof route === "object" ? (route as { name?: unknown }).name : undefined;
+  return typeof name === "string" && name.trim() ? `route "${name.trim()}" (routes[${index}])` : `route routes[${index}]`;
+}
+
+function formatIssue(file: string, issue: z.core.$ZodIssue, input: unknown, locate: (path: readonly PropertyKey[]) => string): string {
+  const issuePath = issue.path;
+  let where = "";
+  let fieldPath = issuePath;
+  if (issuePath[0] === "routes" && typeof issuePath[1] === "number") {
+    const routes = (input as { routes?: unknown[] }).routes;
+    where = `${routeLabel(routes?.[issuePath[1]], issuePath[1])} `;
+    fieldPath = issuePath.slice(2);
+  }
+  const field = fieldPath.length > 0 ? `field "${fieldPath.map(String).join(".")}"` : "";
+  const subject = `${where}${field}`.trim() || "top level";
+  return `${file}: ${subject}: ${issue.message}${locate(issuePath)}`;
+}
+
+/** " (line N)" for the YAML node at `docPath`, or its nearest existing parent. */
+function lineOf(doc: Document, lineCounter: LineCounter, docPath: readonly PropertyKey[]): string {
+  for (let length = docPath.length; length >= 0; length--) {
+    const node = doc.getIn(docPath.slice(0, length) as unknown[], true) as { range?: [number, number, number] } | undefined;
+    if (node && typeof node === "object" && node.range) {
+      return ` (line ${lineCounter.linePos(node.range[0]).line})`;
+    }
+  }
+  return "";
+}

@@ -1,0 +1,153 @@
+/**
+ * The one source of truth for configuration: the shape of routes.yml and of the
+ * environment, their defaults and their validation messages. The loader, the
+ * `validate` command and the `init` template all derive from these schemas.
+ */
+import { z } from "zod";
+
+export const DEFAULT_RETRY_STATUS_CODES = [412, 429, 500, 502, 503, 504] as const;
+
+const headerValue = z.union([z.string(), z.number(), z.boolean()]).transform((v) => String(v).trim());
+
+const statusCode = z.coerce
+  .number({ error: "must be an HTTP status code" })
+  .int("must be a whole number")
+  .min(100, "must be an HTTP status code (100-599)")
+  .max(599, "must be an HTTP status code (100-599)");
+
+const modelList = z.union(
+  [
+    z.string().trim().min(1, "must not be empty"),
+    z.array(z.string().trim().min(1, "must not be empty")).min(1, "must list at least one model"),
+  ],
+  { error: "must be a model name or a list of model names" },
+);
+
+/** Keys a route inherits from `defaults` (1.0.0 also called it `global` or `auth`). */
+export const routeDefaultsShape = {
+  authHeader: z.string().trim().min(1, "must not be empty").toLowerCase().optional(),
+  authPrefix: z.string().optional(),
+  apiKey: z.string().trim().optional(),
+  apiKeyEnv: z.string().trim().min(1, "must not be empty").optional(),
+  headers: z.record(z.string().trim().min(1, "header names must not be empty"), headerValue).optional(),
+  isBaseUrl: z.boolean({ error: "must be true or false" }).optional(),
+  enabled: z.boolean({ error: "must be true or false" }).optional(),
+};
+
+export const routeDefaultsSchema = z.object(routeDefaultsShape, { error: "must be a mapping of route defaults" });
+
+export const routeShape = {
+  name: z.string().trim().min(1, "must not be empty").optional(),
+  url: z
+    .string({ error: "is required: the upstream URL" })
+    .trim()
+    .min(1, "must be a non-empty URL")
+    .refine((value) => {
+      try {
+        const url = new URL(value);
+        return url.protocol === "http:" || url.protocol === "https:";
+      } catch {
+        return false;
+      }
+    }, "must be an absolute http:// or https:// URL"),
+  model: modelList.optional(),
+  models: modelList.optional(),
+  ...routeDefaultsShape,
+};
+
+export const routeSchema = z
+  .object(routeShape, { error: "must be a mapping with at least url and model" })
+  .superRefine((route, ctx) => {
+    if (route.model === undefined && route.models === undefined) {
+      ctx.addIssue({ code: "custom", path: ["model"], message: "is required: a model name or a list of model names" });
+    }
+  });
+
+export const noticeShape = {
+  /** How a switch notice travels in an SSE stream: a comment line (safe), a named event (1.0.0), or not at all. */
+  sse: z.enum(["comment", "event", "off"], { error: 'must be "comment", "event" or "off"' }).optional(),
+  /** Whether JSON responses after a switch carry a top-level `gateway_notice` field. */
+  json: z.boolean({ error: "must be true or false" }).optional(),
+};
+
+export const routesFileShape = {
+  defaults: routeDefaultsSchema.optional(),
+  global: routeDefaultsSchema.optional(),
+  auth: routeDefaultsSchema.optional(),
+  retryStatusCodes: z.array(statusCode, { error: "must be a list of HTTP status codes" }).min(1, "must list at least one status code").optional(),
+  notice: z.object(noticeShape, { error: "must be a mapping" }).optional(),
+  routes: z.array(routeSchema, { error: "must be a list of routes" }),
+};
+
+export const routesFileSchema = z.object(routesFileShape, { error: "must be a YAML mapping or a list of routes" });
+
+export type RoutesFile = z.infer<typeof routesFileSchema>;
+export type RawRoute = z.infer<typeof routeSchema>;
+export type RouteDefaults = z.infer<typeof routeDefaultsSchema>;
+
+const csv = (value: string) =>
+  value
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean);
+
+const positiveInt = (what: string, min = 1) =>
+  z.coerce.number({ error: `must be ${what}` }).int(`must be ${what}`).min(min, `must be at least ${min}`);
+
+/**
+ * Environment variables (from the process and `.env`). Every 1.0.0 variable is
+ * here; the ones 1.0.0 parsed but ignored (GLOBAL_FALLBACK_MODELS,
+ * MODEL_FALLBACK_MAP) take effect.
+ */
+export const envShape = {
+  HOST: z.string().trim().min(1).default("127.0.0.1"),
+  PORT: positiveInt("a TCP port number").max(65535, "must be a TCP port number (1-65535)").default(8787),
+  ROUTES_FILE: z.string().trim().min(1).optional(),
+  REQUEST_TIMEOUT_MS: positiveInt("a number of milliseconds", 100).default(60_000),
+  CONNECT_TIMEOUT_MS: positiveInt("a number of milliseconds", 100).default(10_000),
+  MAX_BODY_BYTES: positiveInt("a number of bytes", 1024).default(50 * 1024 * 1024),
+  RETRY_STATUS_CODES: z
+    .string()
+    .transform((value, ctx) => {
+      const codes = csv(value).map((item) => Number(item));
+      const bad = codes.find((code) => !Number.isInteger(code) || code < 100 || code > 599);
+      if (bad !== undefined) {
+        ctx.addIssue({ code: "custom", message: `must be a comma-separated list of HTTP status codes (bad: ${bad})` });
+        return z.NEVER;
+      }
+      return codes;
+    })
+    .optional(),
+  GLOBAL_FALLBACK_MODELS: z.string().transform(csv).optional(),
+  MODEL_FALLBACK_MAP: z
+    .string()
+    .transform((value, ctx) => {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(value);
+      } catch {
+        ctx.addIssue({ code: "custom", message: 'must be JSON, e.g. {"gpt-4o": ["gpt-4o-mini"]}' });
+        return z.NEVER;
+      }
+      const result = z.record(z.string(), z.array(z.string().trim().min(1))).safeParse(parsed);
+      if (!result.success) {
+        ctx.addIssue({ code: "custom", message: 'must be a JSON object of model → list of models, e.g. {"gpt-4o": ["gpt-4o-mini"]}' });
+        return z.NEVER;
+      }
+      return result.data;
+    })
+    .optional(),
+  UPSTREAM_BASE_URL: z
+    .string()
+    .trim()
+    .refine((value) => /^https?:\/\/[^/]/.test(value), "must be an absolute http:// or https:// URL")
+    .optional(),
+  UPSTREAM_API_KEY: z.string().trim().optional(),
+  UPSTREAM_MAX_CONNECTIONS: positiveInt("a number of connections").default(200),
+  UPSTREAM_KEEPALIVE_TIMEOUT_MS: positiveInt("a number of milliseconds").default(60_000),
+  UPSTREAM_KEEPALIVE_MAX_TIMEOUT_MS: positiveInt("a number of milliseconds").default(300_000),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+};
+
+export const envSchema = z.object(envShape);
+export type EnvConfig = z.infer<typeof envSchema>;

@@ -1,0 +1,144 @@
+import type { ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
+import type { GatewayConfig } from "../config/types.js";
+import { relayResponseHeaders } from "../upstream/headers.js";
+import type { UpstreamResponse } from "../upstream/client.js";
+import { jsonWithNotice, sseError, sseNotice, type GatewayNotice } from "./notice.js";
+
+/** Largest upstream body the gateway will hold to inspect or annotate; larger ones are streamed untouched. */
+export const INSPECT_LIMIT = 1024 * 1024;
+
+export interface Collected {
+  readonly chunks: Buffer[];
+  readonly size: number;
+  /** False when the limit was reached first: the stream is paused with the rest unread. */
+  readonly complete: boolean;
+}
+
+/** Reads `body` up to `limit` bytes; rejects if the upstream body fails. */
+export function collect(body: Readable, limit: number): Promise<Collected> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      body.off("data", onData);
+      body.off("end", onEnd);
+      body.off("error", onError);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > limit) {
+        body.pause();
+        done();
+        resolve({ chunks, size, complete: false });
+      }
+    };
+    const onEnd = () => {
+      done();
+      resolve({ chunks, size, complete: true });
+    };
+    const onError = (error: Error) => {
+      done();
+      reject(error);
+    };
+    body.on("data", onData);
+    body.on("end", onEnd);
+    body.on("error", onError);
+  });
+}
+
+export interface ContentKind {
+  readonly sse: boolean;
+  readonly json: boolean;
+  /** The body is compressed, so the gateway cannot read or annotate it. */
+  readonly encoded: boolean;
+}
+
+export function contentKind(headers: UpstreamResponse["headers"]): ContentKind {
+  const type = String(headers["content-type"] ?? "").toLowerCase();
+  const encoding = String(headers["content-encoding"] ?? "identity").toLowerCase();
+  const sse = type.includes("text/event-stream");
+  return { sse, json: !sse && type.includes("json"), encoded: encoding !== "identity" && encoding !== "" };
+}
+
+export interface Delivery {
+  readonly upstream: UpstreamResponse;
+  readonly kind: ContentKind;
+  /** Body bytes already read from the upstream (for inspection), in order. */
+  readonly pending: Collected | undefined;
+  readonly gatewayHeaders: Record<string, string>;
+  readonly notice: GatewayNotice | undefined;
+  readonly method: string;
+}
+
+/**
+ * Writes the chosen upstream response to the client: status, relayed headers,
+ * the gateway's headers, the notice where it belongs, and the body, piped with
+ * backpressure. Resolves when the response is over (finished, failed, or the
+ * client went away).
+ */
+export async function deliver(res: ServerResponse, config: GatewayConfig, delivery: Delivery): Promise<void> {
+  const { upstream, kind, notice } = delivery;
+  let pending = delivery.pending;
+  let replacement: Buffer | undefined;
+  let prefix: Buffer | undefined;
+
+  if (notice && kind.sse) {
+    prefix = sseNotice(notice, config.notice.sse);
+  } else if (notice && kind.json && !kind.encoded && config.notice.json && delivery.method !== "HEAD") {
+    if (!pending) pending = await collect(upstream.body, INSPECT_LIMIT);
+    if (pending.complete) replacement = jsonWithNotice(Buffer.concat(pending.chunks, pending.size), notice);
+  }
+
+  const headers = relayResponseHeaders(upstream.headers, replacement !== undefined || prefix !== undefined);
+  Object.assign(headers, delivery.gatewayHeaders);
+
+  if (replacement) {
+    headers["content-length"] = replacement.length;
+    res.writeHead(upstream.statusCode, headers);
+    res.end(replacement);
+    return finished(res);
+  }
+
+  res.writeHead(upstream.statusCode, headers);
+  if (prefix) res.write(prefix);
+  if (pending) {
+    for (const chunk of pending.chunks) res.write(chunk);
+    if (pending.complete) {
+      res.end();
+      return finished(res);
+    }
+  }
+  return relay(upstream.body, res, kind.sse);
+}
+
+/** Pipes the rest of an upstream body; a failure mid-body never looks like a clean end. */
+function relay(body: Readable, res: ServerResponse, sse: boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const onError = (error: Error) => {
+      body.unpipe(res);
+      if (res.writableEnded || res.destroyed) return;
+      if (sse) {
+        // An SSE client would take a closed stream for a complete answer.
+        res.end(sseError(`The upstream stream failed: ${error.message}`, "upstream_stream_error"));
+      } else {
+        res.destroy(error);
+      }
+    };
+    body.on("error", onError);
+    body.on("end", () => res.end());
+    res.on("close", () => {
+      if (!res.writableFinished) body.destroy();
+      resolve();
+    });
+    body.pipe(res, { end: false });
+  });
+}
+
+function finished(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    if (res.writableFinished || res.destroyed) resolve();
+    else res.once("close", () => resolve());
+  });
+}

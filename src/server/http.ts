@@ -1,0 +1,180 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Dispatcher } from "undici";
+import { AUTO_MODEL, WILDCARD_MODEL } from "../config/load.js";
+import type { GatewayConfig } from "../config/types.js";
+import type { Logger } from "../observe/logger.js";
+import { runAttempts, type Outcome } from "../proxy/attempts.js";
+import { inspectBody } from "../proxy/request-body.js";
+import { planCandidates } from "../routing/plan.js";
+import type { RoutingStore } from "../routing/store.js";
+import { readBody, rejectTooLarge } from "./body.js";
+import { sendError, sendJson } from "./errors.js";
+
+export interface ServerDeps {
+  readonly config: GatewayConfig;
+  readonly agent: Dispatcher;
+  readonly store: RoutingStore;
+  readonly logger: Logger;
+}
+
+/** Request targets are parsed against a fixed base: the client can never pick the upstream host. */
+const TARGET_BASE = "http://gateway.invalid";
+
+export function createGatewayServer(deps: ServerDeps): Server {
+  const server = createServer(
+    {
+      // Bounds on a slow or silent client: headers in 30 s, the whole request in 5 min.
+      headersTimeout: 30_000,
+      requestTimeout: 300_000,
+      keepAliveTimeout: 65_000,
+    },
+    (req, res) => handle(deps, req, res),
+  );
+  server.on("checkContinue", (req, res) => {
+    // Refuse an oversized upload before the client sends it.
+    if (Number(req.headers["content-length"]) > deps.config.maxBodyBytes) {
+      rejectTooLarge(req, res, deps.config.maxBodyBytes);
+      return;
+    }
+    res.writeContinue();
+    handle(deps, req, res);
+  });
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || error.code === "ECONNRESET") {
+      socket.destroy();
+      return;
+    }
+    const body = JSON.stringify({ error: { message: "Malformed HTTP request.", type: "invalid_request_error", code: "bad_request", param: null } });
+    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
+  return server;
+}
+
+function handle(deps: ServerDeps, req: IncomingMessage, res: ServerResponse): void {
+  dispatch(deps, req, res).catch((error: unknown) => {
+    deps.logger.error({ err: error instanceof Error ? { message: error.message, stack: error.stack } : String(error), path: safePath(req) }, "request failed");
+    if (!res.headersSent) sendError(res, 500, "internal_error", "The gateway failed to handle this request.");
+    else if (!res.writableEnded) res.destroy();
+  });
+}
+
+function safePath(req: IncomingMessage): string {
+  return (req.url ?? "").split("?")[0]?.slice(0, 200) ?? "";
+}
+
+async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { config } = deps;
+  const method = req.method ?? "GET";
+  let target: URL;
+  try {
+    target = new URL(req.url ?? "/", TARGET_BASE);
+  } catch {
+    sendError(res, 400, "invalid_path", "The request target is not a valid path.");
+    return;
+  }
+  const { pathname, search } = target;
+  const readOnly = method === "GET" || method === "HEAD";
+
+  if (pathname === "/health" && readOnly) {
+    sendJson(res, 200, healthBody(config), method);
+    return;
+  }
+  if (pathname === "/v1/models" && readOnly) {
+    sendJson(res, 200, { object: "list", data: modelList(config) }, method);
+    return;
+  }
+  if (pathname.startsWith("/v1/models/") && readOnly) {
+    const id = decodeURIComponent(pathname.slice("/v1/models/".length));
+    const model = modelList(config).find((entry) => entry.id === id);
+    if (model) sendJson(res, 200, model, method);
+    else sendError(res, 404, "model_not_found", `The model "${id}" is not configured on this gateway.`);
+    return;
+  }
+  if (pathname !== "/v1" && !pathname.startsWith("/v1/")) {
+    sendError(res, 404, "not_found", `No route for ${method} ${pathname}. The gateway serves /v1/*, /health.`);
+    return;
+  }
+
+  const started = performance.now();
+  const controller = new AbortController();
+  res.on("close", () => {
+    if (!res.writableFinished) controller.abort();
+  });
+
+  let body: Buffer | undefined;
+  if (!readOnly || req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined) {
+    const read = await readBody(req, config.maxBodyBytes);
+    if (!read.ok) {
+      if (read.reason === "too_large") rejectTooLarge(req, res, config.maxBodyBytes);
+      return;
+    }
+    body = read.body;
+  }
+
+  let requestedModel: string | null = null;
+  if (body && body.length > 0) {
+    const info = inspectBody(body, req.headers["content-type"]);
+    if (info.kind === "invalid_json") {
+      sendError(res, 400, "invalid_json", info.message);
+      return;
+    }
+    requestedModel = info.model;
+  }
+  if (readOnly && body?.length === 0) body = undefined;
+
+  const plan = planCandidates(config, deps.store, requestedModel);
+  if (!plan.ok) {
+    sendError(res, plan.status, plan.code, plan.message);
+    logRequest(deps.logger, method, pathname, requestedModel, { model: null, route: null, attempts: 0, switched: false, status: plan.status }, started);
+    return;
+  }
+
+  const outcome: Outcome = { model: null, route: null, attempts: 0, switched: false, status: 0 };
+  try {
+    await runAttempts(
+      config,
+      deps.agent,
+      deps.logger,
+      { method, pathname, search, headers: req.headers, body, requestedModel, signal: controller.signal },
+      plan.candidates,
+      res,
+      outcome,
+    );
+  } finally {
+    if (controller.signal.aborted) outcome.status = 499;
+    logRequest(deps.logger, method, pathname, requestedModel, outcome, started);
+  }
+}
+
+function logRequest(logger: Logger, method: string, path: string, requested: string | null, outcome: Outcome, started: number): void {
+  logger.info(
+    {
+      event: "request",
+      method,
+      path,
+      requested_model: requested,
+      model: outcome.model,
+      route: outcome.route,
+      attempts: outcome.attempts,
+      switched: outcome.switched,
+      status: outcome.status,
+      duration_ms: Math.round(performance.now() - started),
+    },
+    outcome.status === 499 ? "client closed request" : "request",
+  );
+}
+
+function healthBody(config: GatewayConfig) {
+  return {
+    status: "ok",
+    retryStatusCodes: [...config.retryStatusCodes],
+    enabledRouteCount: config.routes.length,
+    models: [...config.modelRoutes].map(([model, route]) => ({ model, route: route.name })),
+  };
+}
+
+function modelList(config: GatewayConfig) {
+  const models = config.autoModels.map((id) => ({ id, object: "model", created: 0, owned_by: config.modelRoutes.get(id)?.name ?? "gateway" }));
+  models.push({ id: AUTO_MODEL, object: "model", created: 0, owned_by: "openclaw-autoproxy" });
+  return models.filter((model) => model.id !== WILDCARD_MODEL);
+}

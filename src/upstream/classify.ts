@@ -1,0 +1,63 @@
+/**
+ * Whether an upstream outcome should be tried on the next candidate. Pure
+ * functions over data: the attempt loop asks, these answer.
+ */
+
+export type FailureReason = "status" | "body_status" | "network_error" | "timeout";
+
+export type Verdict =
+  | { readonly kind: "ok" }
+  | { readonly kind: "retryable"; readonly reason: FailureReason; readonly status: number | null };
+
+export const OK: Verdict = { kind: "ok" };
+
+export function classifyStatus(status: number, retryStatusCodes: ReadonlySet<number>): Verdict {
+  return retryStatusCodes.has(status) ? { kind: "retryable", reason: "status", status } : OK;
+}
+
+function statusLike(value: unknown): number | null {
+  if (typeof value === "number" && Number.isInteger(value)) return value >= 100 && value <= 599 ? value : null;
+  if (typeof value === "string" && /^\s*\d{3}\s*$/.test(value)) return Number(value);
+  return null;
+}
+
+/**
+ * A status hidden in a JSON body (some providers answer 200 with
+ * `{"error": {"code": 429}}` or `{"code": "503"}`): `status`, `code` or
+ * `errorCode` at the top level, in `error`, or in any entry of `errors[]`.
+ */
+export function bodyStatus(payload: unknown, retryStatusCodes: ReadonlySet<number>): number | null {
+  if (!payload || typeof payload !== "object" || Array.isArray(payload)) return null;
+  const record = payload as Record<string, unknown>;
+  const holders: unknown[] = [record, record.error];
+  if (Array.isArray(record.errors)) holders.push(...record.errors);
+  for (const holder of holders) {
+    if (!holder || typeof holder !== "object" || Array.isArray(holder)) continue;
+    const fields = holder as Record<string, unknown>;
+    for (const value of [fields.status, fields.code, fields.errorCode]) {
+      const status = statusLike(value);
+      if (status !== null && retryStatusCodes.has(status)) return status;
+    }
+  }
+  return null;
+}
+
+export function classifyJsonBody(text: string, retryStatusCodes: ReadonlySet<number>): Verdict {
+  let payload: unknown;
+  try {
+    payload = JSON.parse(text);
+  } catch {
+    return OK;
+  }
+  const status = bodyStatus(payload, retryStatusCodes);
+  return status === null ? OK : { kind: "retryable", reason: "body_status", status };
+}
+
+const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT", "ETIMEDOUT"]);
+
+/** A thrown error from the upstream client: a timeout or a network failure, both retryable. */
+export function classifyError(error: unknown): Verdict {
+  const code = (error as { code?: unknown } | null)?.code;
+  const timeout = (typeof code === "string" && TIMEOUT_CODES.has(code)) || (error as Error | null)?.name === "TimeoutError";
+  return { kind: "retryable", reason: timeout ? "timeout" : "network_error", status: null };
+}
