@@ -225,14 +225,22 @@ and "gateway_notice"). Add "stream": true to see the notice as an SSE comment.
   return undefined;
 }
 
-/** `dev`: runs `start` in a child process and restarts it when the config or the code changes. */
+/**
+ * `dev`: runs `start` in a child process and restarts it when routes.yml, .env
+ * or the code changes. In a source checkout a change under src/ is compiled
+ * first (a failed build keeps the running gateway); in an installed package
+ * dist/ is watched.
+ */
 function dev(args: string[], flags: Flags): undefined {
   const cliPath = fileURLToPath(import.meta.url);
   const routesFile = path.resolve(flags.config ?? process.env.ROUTES_FILE ?? "routes.yml");
-  const watched = [routesFile, path.resolve(".env")];
-  const distDir = path.dirname(cliPath);
+  const configFiles = [routesFile, path.resolve(".env")];
+  const srcDir = path.join(PACKAGE_ROOT, "src");
+  const tsc = path.join(PACKAGE_ROOT, "node_modules", "typescript", "bin", "tsc");
+  const fromSource = existsSync(srcDir) && existsSync(tsc);
   let child: ChildProcess | undefined;
-  let restartTimer: NodeJS.Timeout | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let pendingBuild = false;
   let stopping = false;
 
   const launch = () => {
@@ -241,42 +249,44 @@ function dev(args: string[], flags: Flags): undefined {
       if (stopping) process.exit(code ?? (signal ? 1 : 0));
     });
   };
-  const restart = (why: string) => {
-    clearTimeout(restartTimer);
-    restartTimer = setTimeout(() => {
-      process.stderr.write(`[dev] ${why} changed, restarting\n`);
-      const old = child;
-      if (old && old.exitCode === null && old.signalCode === null) {
-        old.once("exit", launch);
-        old.kill("SIGTERM");
-      } else launch();
+  const relaunch = (why: string) => {
+    process.stderr.write(`[dev] ${why} changed, restarting\n`);
+    const old = child;
+    if (old && old.exitCode === null && old.signalCode === null) {
+      old.once("exit", launch);
+      old.kill("SIGTERM");
+    } else launch();
+  };
+  const schedule = (why: string, build: boolean) => {
+    pendingBuild ||= build;
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (!pendingBuild) return relaunch(why);
+      pendingBuild = false;
+      const compiler = spawn(process.execPath, [tsc, "-p", path.join(PACKAGE_ROOT, "tsconfig.json")], { stdio: "inherit" });
+      compiler.on("exit", (code) => {
+        if (code === 0) relaunch(why);
+        else process.stderr.write("[dev] build failed; the running gateway is kept\n");
+      });
     }, 200);
   };
 
   const watchers: FSWatcher[] = [];
   // Watch directories, not files: editors replace files on save, which ends a file watch.
-  for (const dir of new Set(watched.map((file) => path.dirname(file)))) {
+  for (const dir of new Set(configFiles.map((file) => path.dirname(file)))) {
     watchers.push(
       watch(dir, (_event, name) => {
-        if (name && watched.includes(path.join(dir, name.toString()))) restart(name.toString());
+        if (name && configFiles.includes(path.join(dir, name.toString()))) schedule(name.toString(), false);
       }),
     );
   }
-  watchers.push(watch(distDir, { recursive: true }, (_event, name) => restart(`dist/${name?.toString() ?? ""}`)));
-
-  // In a source checkout, keep dist/ compiled from src/ as well.
-  const tsc = path.join(PACKAGE_ROOT, "node_modules", "typescript", "bin", "tsc");
-  let compiler: ChildProcess | undefined;
-  if (existsSync(path.join(PACKAGE_ROOT, "src")) && existsSync(tsc)) {
-    compiler = spawn(process.execPath, [tsc, "-p", path.join(PACKAGE_ROOT, "tsconfig.json"), "--watch", "--preserveWatchOutput"], {
-      stdio: ["ignore", "ignore", "inherit"],
-    });
-  }
+  const codeDir = fromSource ? srcDir : path.dirname(cliPath);
+  watchers.push(watch(codeDir, { recursive: true }, (_event, name) => schedule(`${path.basename(codeDir)}/${name?.toString() ?? ""}`, fromSource)));
 
   const stop = () => {
     stopping = true;
+    clearTimeout(timer);
     for (const watcher of watchers) watcher.close();
-    compiler?.kill("SIGTERM");
     if (child && child.exitCode === null) child.kill("SIGTERM");
     else process.exit(0);
   };

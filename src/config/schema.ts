@@ -101,7 +101,7 @@ const positiveInt = (what: string, min = 1) =>
  */
 export const envShape = {
   HOST: z.string().trim().min(1).default("127.0.0.1"),
-  PORT: positiveInt("a TCP port number").max(65535, "must be a TCP port number (1-65535)").default(8787),
+  PORT: positiveInt("a TCP port number", 0).max(65535, "must be a TCP port number (0-65535)").default(8787),
   ROUTES_FILE: z.string().trim().min(1).optional(),
   REQUEST_TIMEOUT_MS: positiveInt("a number of milliseconds", 100).default(60_000),
   CONNECT_TIMEOUT_MS: positiveInt("a number of milliseconds", 100).default(10_000),

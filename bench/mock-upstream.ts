@@ -1,0 +1,140 @@
+/**
+ * The benchmark's mock OpenAI upstream. It runs in its own process (started by
+ * bench/run.ts through `child_process.fork`), so its CPU is not mixed with the
+ * gateway's or the load generator's, and it is as cheap as possible: every
+ * answer is a pre-built buffer.
+ *
+ *   POST …/chat/completions                 → 200 JSON chat completion (≈600 bytes)
+ *   POST …/chat/completions  "stream": true → 200 SSE: 20 chunk events, then `data: [DONE]`
+ *   any path under /busy/                   → 429 rate-limit error (for fallback scenarios)
+ *   anything else                           → 404
+ *
+ * Streamed chunks are written one per event-loop turn (setImmediate), so they
+ * tend to reach the gateway as separate reads, as a real provider's tokens do,
+ * rather than as one coalesced write.
+ *
+ * Protocol with the parent (IPC): the mock sends `{ type: "ready", port }` once
+ * listening. The parent may send `{ type: "guard", pids }`: should the parent
+ * die without cleaning up (even by SIGKILL, which it cannot catch), the IPC
+ * channel closes and the mock SIGTERMs those pids (the gateway) before exiting,
+ * so no process outlives the bench.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export const STREAM_CHUNKS = 20;
+export const MOCK_MODEL = "bench-model";
+
+const CREATED = 1_700_000_000;
+const ID = "chatcmpl-bench0000000000000000000000";
+
+/** A non-streaming chat completion of about `targetBytes` bytes, as OpenAI formats it. */
+export function completionBody(targetBytes = 600): Buffer {
+  const make = (content: string) =>
+    JSON.stringify({
+      id: ID,
+      object: "chat.completion",
+      created: CREATED,
+      model: MOCK_MODEL,
+      choices: [{ index: 0, message: { role: "assistant", content, refusal: null, annotations: [] }, logprobs: null, finish_reason: "stop" }],
+      usage: {
+        prompt_tokens: 24,
+        completion_tokens: 48,
+        total_tokens: 72,
+        prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+        completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0 },
+      },
+      service_tier: "default",
+      system_fingerprint: "fp_bench",
+    });
+  const base = Buffer.byteLength(make(""));
+  const words = "The quick brown fox jumps over the lazy dog while the gateway forwards every byte. ";
+  let content = "";
+  while (base + content.length < targetBytes) content += words;
+  return Buffer.from(make(content.slice(0, Math.max(0, targetBytes - base))));
+}
+
+/** The SSE events of a streamed chat completion: `count` chunk events (role, content…, finish) then `[DONE]`. */
+export function streamEvents(count = STREAM_CHUNKS): Buffer[] {
+  const chunk = (delta: object, finish: string | null) =>
+    `data: ${JSON.stringify({ id: ID, object: "chat.completion.chunk", created: CREATED, model: MOCK_MODEL, system_fingerprint: "fp_bench", choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+  const events = [chunk({ role: "assistant", content: "", refusal: null }, null)];
+  for (let i = 1; i < count - 1; i++) events.push(chunk({ content: ` token${i}` }, null));
+  events.push(chunk({}, "stop"));
+  events.push("data: [DONE]\n\n");
+  return events.map((event) => Buffer.from(event));
+}
+
+const COMPLETION = completionBody();
+const EVENTS = streamEvents();
+const LAST_EVENT = EVENTS.length - 1;
+const RATE_LIMITED = Buffer.from(
+  JSON.stringify({ error: { message: "Rate limit reached (bench mock upstream).", type: "rate_limit_error", param: null, code: "rate_limit_exceeded" } }),
+);
+const NOT_FOUND = Buffer.from(JSON.stringify({ error: { message: "Not found (bench mock upstream).", type: "invalid_request_error", param: null, code: "not_found" } }));
+const STREAM_TRUE = /"stream"\s*:\s*true/;
+
+function sendJson(res: ServerResponse, status: number, body: Buffer, extra?: Record<string, string>): void {
+  res.writeHead(status, { "content-type": "application/json", "content-length": body.length, ...extra });
+  res.end(body);
+}
+
+function sendStream(res: ServerResponse): void {
+  res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
+  let index = 0;
+  const next = () => {
+    if (res.destroyed) return;
+    if (index === LAST_EVENT) {
+      res.end(EVENTS[index]);
+      return;
+    }
+    res.write(EVENTS[index++]);
+    setImmediate(next);
+  };
+  next();
+}
+
+function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
+  const path = req.url ?? "/";
+  if (path.startsWith("/busy/")) {
+    sendJson(res, 429, RATE_LIMITED, { "retry-after": "1" });
+    return;
+  }
+  const query = path.indexOf("?");
+  const pathname = query === -1 ? path : path.slice(0, query);
+  if (req.method === "POST" && pathname.endsWith("/chat/completions")) {
+    // A regex on the raw bytes, not JSON.parse: the mock must stay cheap.
+    if (STREAM_TRUE.test(body.toString("latin1"))) sendStream(res);
+    else sendJson(res, 200, COMPLETION);
+    return;
+  }
+  sendJson(res, 404, NOT_FOUND);
+}
+
+function serve(): void {
+  const server = createServer({ keepAliveTimeout: 120_000, headersTimeout: 125_000, requestTimeout: 0 }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+  });
+  let guarded: number[] = [];
+  process.on("message", (message: { type?: string; pids?: number[] }) => {
+    if (message.type === "guard" && Array.isArray(message.pids)) guarded = message.pids;
+  });
+  process.on("disconnect", () => {
+    for (const pid of guarded) {
+      try {
+        process.kill(pid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+    process.exit(0);
+  });
+  server.listen(0, "127.0.0.1", () => {
+    const { port } = server.address() as AddressInfo;
+    process.send?.({ type: "ready", port });
+  });
+}
+
+if (process.send !== undefined && process.argv.includes("--serve")) serve();
