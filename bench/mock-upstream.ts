@@ -14,11 +14,14 @@
  * rather than as one coalesced write.
  *
  * Protocol with the parent (IPC): the mock sends `{ type: "ready", port }` once
- * listening. The parent may send `{ type: "guard", pids }`: should the parent
- * die without cleaning up (even by SIGKILL, which it cannot catch), the IPC
- * channel closes and the mock SIGTERMs those pids (the gateway) before exiting,
- * so no process outlives the bench.
+ * listening; it answers `{ type: "stats" }` with the requests it has served and
+ * the connections it has accepted since it started. The parent may send
+ * `{ type: "guard", pids, dirs }`: should the parent die without cleaning up
+ * (even by SIGKILL, which it cannot catch), the IPC channel closes and the mock
+ * SIGTERMs those pids (the gateway) and removes those temp dirs before exiting,
+ * so nothing outlives the bench.
  */
+import { rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -112,14 +115,23 @@ function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
 }
 
 function serve(): void {
+  let requests = 0;
+  let connections = 0;
   const server = createServer({ keepAliveTimeout: 120_000, headersTimeout: 125_000, requestTimeout: 0 }, (req, res) => {
+    requests++;
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
   });
+  server.on("connection", () => connections++);
   let guarded: number[] = [];
-  process.on("message", (message: { type?: string; pids?: number[] }) => {
-    if (message.type === "guard" && Array.isArray(message.pids)) guarded = message.pids;
+  let guardedDirs: string[] = [];
+  process.on("message", (message: { type?: string; pids?: number[]; dirs?: string[] }) => {
+    if (message.type === "guard") {
+      guarded = message.pids ?? [];
+      guardedDirs = message.dirs ?? [];
+    }
+    else if (message.type === "stats") process.send?.({ type: "stats", requests, connections });
   });
   process.on("disconnect", () => {
     for (const pid of guarded) {
@@ -129,6 +141,7 @@ function serve(): void {
         // already gone
       }
     }
+    for (const dir of guardedDirs) rmSync(dir, { recursive: true, force: true });
     process.exit(0);
   });
   server.listen(0, "127.0.0.1", () => {

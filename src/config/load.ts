@@ -175,15 +175,16 @@ export function buildConfig(text: string, env: Record<string, string>, meta: Bui
   for (const route of routes) {
     for (const model of route.models) {
       const index = allRoutes.indexOf(route);
-      const line = locate(["routes", index, "model"]) || locate(["routes", index, "models"]);
+      const key = fileData.routes[index]?.model !== undefined ? "model" : "models";
+      const line = locate(["routes", index, key]);
       if (model.toLowerCase() === AUTO_MODEL) {
-        problems.push(`${file}: route "${route.name}" (routes[${index}]) field "model": "${model}" is reserved for automatic mode${line}`);
+        problems.push(`${file}: route "${route.name}" (routes[${index}]) field "${key}": "${model}" is reserved for automatic mode${line}`);
         continue;
       }
       const existing = modelRoutes.get(model);
       if (existing) {
         problems.push(
-          `${file}: route "${route.name}" (routes[${index}]) field "model": "${model}" is already served by enabled route "${existing.name}"; a model may appear in one enabled route only${line}`,
+          `${file}: route "${route.name}" (routes[${index}]) field "${key}": "${model}" is already served by enabled route "${existing.name}"; a model may appear in one enabled route only${line}`,
         );
         continue;
       }

@@ -38,18 +38,21 @@ export const routeDefaultsSchema = z.object(routeDefaultsShape, { error: "must b
 
 export const routeShape = {
   name: z.string().trim().min(1, "must not be empty").optional(),
-  url: z
-    .string({ error: "is required: the upstream URL" })
-    .trim()
-    .min(1, "must be a non-empty URL")
-    .refine((value) => {
-      try {
-        const url = new URL(value);
-        return url.protocol === "http:" || url.protocol === "https:";
-      } catch {
-        return false;
-      }
-    }, "must be an absolute http:// or https:// URL"),
+  url: z.string({ error: "is required: the upstream URL" }).superRefine((value, ctx) => {
+    if (value.trim() === "") {
+      ctx.addIssue({ code: "custom", message: "must be a non-empty URL" });
+      return;
+    }
+    let url: URL | undefined;
+    try {
+      url = new URL(value.trim());
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+      ctx.addIssue({ code: "custom", message: "must be an absolute http:// or https:// URL" });
+    }
+  }).transform((value) => value.trim()),
   model: modelList.optional(),
   models: modelList.optional(),
   ...routeDefaultsShape,
@@ -57,11 +60,15 @@ export const routeShape = {
 
 export const routeSchema = z
   .object(routeShape, { error: "must be a mapping with at least url and model" })
-  .superRefine((route, ctx) => {
-    if (route.model === undefined && route.models === undefined) {
-      ctx.addIssue({ code: "custom", path: ["model"], message: "is required: a model name or a list of model names" });
-    }
-  });
+  .superRefine(
+    (route, ctx) => {
+      if (route.model === undefined && route.models === undefined) {
+        ctx.addIssue({ code: "custom", path: ["model"], message: "is required: a model name or a list of model names" });
+      }
+    },
+    // Report a missing model even when another field of the route is wrong too.
+    { when: (payload) => typeof payload.value === "object" && payload.value !== null },
+  );
 
 export const noticeShape = {
   /** How a switch notice travels in an SSE stream: a comment line (safe), a named event (1.0.0), or not at all. */

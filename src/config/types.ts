@@ -31,7 +31,7 @@ export interface GatewayConfig {
   readonly retryStatusCodes: ReadonlySet<number>;
   /** Enabled routes only, in file order. */
   readonly routes: readonly Route[];
-  /** Every routable model name (including `*` when a wildcard exists) → its route. */
+  /** Every model named by an enabled route (including `*` when a route names it) → its route. */
   readonly modelRoutes: ReadonlyMap<string, Route>;
   /** The catch-all route: a `*` route, or the implicit one built from UPSTREAM_BASE_URL. */
   readonly wildcard: Route | undefined;

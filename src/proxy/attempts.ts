@@ -9,7 +9,7 @@ import { buildUpstreamHeaders } from "../upstream/headers.js";
 import { upstreamPath } from "../upstream/url.js";
 import { sendError } from "../server/errors.js";
 import { buildNotice, type FailedAttempt } from "./notice.js";
-import { withModel } from "./request-body.js";
+import { withModel, type BodyInfo } from "./request-body.js";
 import { collect, contentKind, deliver, INSPECT_LIMIT, type Collected } from "./respond.js";
 
 export interface ProxyRequest {
@@ -18,6 +18,7 @@ export interface ProxyRequest {
   readonly search: string;
   readonly headers: IncomingHttpHeaders;
   readonly body: Buffer | undefined;
+  readonly bodyInfo: BodyInfo | undefined;
   /** The model the client asked for (null when the body has none). */
   readonly requestedModel: string | null;
   /** Aborted when the client goes away. */
@@ -56,8 +57,8 @@ export async function runAttempts(
     const candidate = candidates[index] as Candidate;
     const hasNext = index < candidates.length - 1;
     const body =
-      request.body && request.body.length > 0 && candidate.model !== null && candidate.model !== request.requestedModel
-        ? withModel(request.body, candidate.model)
+      request.body && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
+        ? (withModel(request.body, request.bodyInfo, candidate.model) ?? request.body)
         : request.body;
     outcome.attempts = index + 1;
     outcome.model = candidate.model;

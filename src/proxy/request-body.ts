@@ -7,7 +7,8 @@
 export type BodyInfo =
   | { readonly kind: "json"; readonly model: string | null }
   | { readonly kind: "invalid_json"; readonly message: string }
-  | { readonly kind: "opaque"; readonly model: string | null };
+  | { readonly kind: "multipart"; readonly model: string | null; readonly boundary: string }
+  | { readonly kind: "opaque"; readonly model: null };
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -21,7 +22,15 @@ const COLON = 0x3a;
 export function inspectBody(body: Buffer, contentType: string | undefined): BodyInfo {
   const type = (contentType ?? "").toLowerCase();
   if (type.includes("json")) return parseJson(body);
-  if (type.startsWith("multipart/form-data")) return { kind: "opaque", model: multipartModel(body) };
+  if (type.startsWith("multipart/form-data")) {
+    const boundary = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? "");
+    const value = boundary?.[1] ?? boundary?.[2];
+    if (value) {
+      const span = multipartFieldSpan(body, value, "model");
+      const model = span ? body.toString("utf8", span[0], span[1]).trim() : "";
+      return { kind: "multipart", model: model || null, boundary: value };
+    }
+  }
   // curl -d sends JSON as x-www-form-urlencoded; a body that parses as a JSON object is treated as one.
   if ((type === "" || type.startsWith("application/x-www-form-urlencoded") || type.startsWith("text/plain")) && body[skipWs(body, 0)] === OPEN_BRACE) {
     const info = parseJson(body);
@@ -42,23 +51,44 @@ function parseJson(body: Buffer): BodyInfo {
   return { kind: "json", model: typeof model === "string" && model.trim() ? model.trim() : null };
 }
 
-function multipartModel(body: Buffer): string | null {
-  const at = body.indexOf('name="model"');
-  if (at < 0) return null;
-  const start = body.indexOf("\r\n\r\n", at);
-  if (start < 0) return null;
-  const end = body.indexOf("\r\n", start + 4);
-  if (end < 0) return null;
-  const model = body.toString("utf8", start + 4, end).trim();
-  return model || null;
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/**
+ * Byte span of the value of form field `name` in a multipart/form-data body:
+ * the part whose Content-Disposition names it exactly (not a file part's
+ * filename, not text inside another part).
+ */
+export function multipartFieldSpan(body: Buffer, boundary: string, name: string): [number, number] | null {
+  const delimiter = Buffer.from(`--${boundary}`);
+  const nextDelimiter = Buffer.from(`\r\n--${boundary}`);
+  const wanted = new RegExp(`^content-disposition:[^\\r\\n]*;\\s*name="${escapeRegExp(name)}"\\s*(?:;|$)`, "im");
+  let at = body.indexOf(delimiter);
+  while (at >= 0) {
+    if (body[at + delimiter.length] === 0x2d) return null; // "--boundary--" closes the body
+    const headersStart = at + delimiter.length + 2;
+    const headersEnd = body.indexOf("\r\n\r\n", headersStart);
+    if (headersEnd < 0) return null;
+    const next = body.indexOf(nextDelimiter, headersEnd + 4);
+    if (next < 0) return null;
+    if (wanted.test(body.toString("latin1", headersStart, headersEnd))) return [headersEnd + 4, next];
+    at = next + 2;
+  }
+  return null;
 }
 
-/** `body` with its top-level "model" string replaced by `model`; every other byte unchanged. */
-export function withModel(body: Buffer, model: string): Buffer {
-  const span = topLevelStringSpan(body, "model");
-  const replacement = Buffer.from(JSON.stringify(model));
-  if (span) return Buffer.concat([body.subarray(0, span[0]), replacement, body.subarray(span[1])]);
-  // No plain "model" key (absent, or written with escapes): rebuild the object.
+/**
+ * `body` with its model replaced by `model`; every other byte unchanged.
+ * Undefined when the body is of a kind whose model cannot be rewritten.
+ */
+export function withModel(body: Buffer, info: BodyInfo, model: string): Buffer | undefined {
+  if (info.kind === "multipart") {
+    const span = multipartFieldSpan(body, info.boundary, "model");
+    return span ? Buffer.concat([body.subarray(0, span[0]), Buffer.from(model), body.subarray(span[1])]) : undefined;
+  }
+  if (info.kind !== "json") return undefined;
+  const span = topLevelValueSpan(body, "model");
+  if (span) return Buffer.concat([body.subarray(0, span[0]), Buffer.from(JSON.stringify(model)), body.subarray(span[1])]);
+  // No "model" key at all: add one.
   const value = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
   return Buffer.from(JSON.stringify({ ...value, model }));
 }
@@ -113,10 +143,11 @@ function skipValue(buf: Buffer, i: number): number {
 }
 
 /**
- * Byte span of the string value of top-level `key` in a JSON object (the last
- * occurrence, as JSON.parse keeps the last duplicate), without parsing the rest.
+ * Byte span of the value of top-level `key` in a JSON object, without parsing
+ * the rest: the last occurrence, as JSON.parse keeps the last duplicate, and
+ * keys written with escapes compared by their decoded text.
  */
-export function topLevelStringSpan(buf: Buffer, key: string): [number, number] | null {
+export function topLevelValueSpan(buf: Buffer, key: string): [number, number] | null {
   const wanted = Buffer.from(JSON.stringify(key));
   let i = skipWs(buf, 0);
   if (buf[i] !== OPEN_BRACE) return null;
@@ -133,12 +164,21 @@ export function topLevelStringSpan(buf: Buffer, key: string): [number, number] |
     i = skipWs(buf, i + 1);
     const valueStart = i;
     i = skipValue(buf, i);
-    if (buf[valueStart] === QUOTE && keyEnd - keyStart === wanted.length && buf.compare(wanted, 0, wanted.length, keyStart, keyEnd) === 0) {
-      found = [valueStart, i];
-    }
+    if (keyMatches(buf, keyStart, keyEnd, wanted, key)) found = [valueStart, i];
     i = skipWs(buf, i);
     if (buf[i] === COMMA) i++;
     else return found;
   }
   return found;
+}
+
+function keyMatches(buf: Buffer, start: number, end: number, wanted: Buffer, key: string): boolean {
+  if (end - start === wanted.length && buf.compare(wanted, 0, wanted.length, start, end) === 0) return true;
+  const escape = buf.indexOf(BACKSLASH, start);
+  if (escape < 0 || escape >= end) return false;
+  try {
+    return JSON.parse(buf.toString("utf8", start, end)) === key;
+  } catch {
+    return false;
+  }
 }

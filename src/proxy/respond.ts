@@ -1,6 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import type { GatewayConfig } from "../config/types.js";
+import { sendError } from "../server/errors.js";
 import { relayResponseHeaders } from "../upstream/headers.js";
 import type { UpstreamResponse } from "../upstream/client.js";
 import { jsonWithNotice, sseError, sseNotice, type GatewayNotice } from "./notice.js";
@@ -87,7 +88,14 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
   if (notice && kind.sse) {
     prefix = sseNotice(notice, config.notice.sse);
   } else if (notice && kind.json && !kind.encoded && config.notice.json && delivery.method !== "HEAD") {
-    if (!pending) pending = await collect(upstream.body, INSPECT_LIMIT);
+    if (!pending) {
+      try {
+        pending = await collect(upstream.body, INSPECT_LIMIT);
+      } catch (error) {
+        if (!res.destroyed) sendError(res, 502, "upstream_body_error", `The upstream failed while sending its answer: ${(error as Error).message}`);
+        return;
+      }
+    }
     if (pending.complete) replacement = jsonWithNotice(Buffer.concat(pending.chunks, pending.size), notice);
   }
 
@@ -116,6 +124,11 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
 /** Pipes the rest of an upstream body; a failure mid-body never looks like a clean end. */
 function relay(body: Readable, res: ServerResponse, sse: boolean): Promise<void> {
   return new Promise((resolve) => {
+    if (res.destroyed) {
+      body.destroy();
+      resolve();
+      return;
+    }
     const onError = (error: Error) => {
       body.unpipe(res);
       if (res.writableEnded || res.destroyed) return;

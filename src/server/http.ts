@@ -4,7 +4,7 @@ import { AUTO_MODEL, WILDCARD_MODEL } from "../config/load.js";
 import type { GatewayConfig } from "../config/types.js";
 import type { Logger } from "../observe/logger.js";
 import { runAttempts, type Outcome } from "../proxy/attempts.js";
-import { inspectBody } from "../proxy/request-body.js";
+import { inspectBody, type BodyInfo } from "../proxy/request-body.js";
 import { planCandidates } from "../routing/plan.js";
 import type { RoutingStore } from "../routing/store.js";
 import { readBody, rejectTooLarge } from "./body.js";
@@ -112,13 +112,14 @@ async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerRespo
   }
 
   let requestedModel: string | null = null;
+  let bodyInfo: BodyInfo | undefined;
   if (body && body.length > 0) {
-    const info = inspectBody(body, req.headers["content-type"]);
-    if (info.kind === "invalid_json") {
-      sendError(res, 400, "invalid_json", info.message);
+    bodyInfo = inspectBody(body, req.headers["content-type"]);
+    if (bodyInfo.kind === "invalid_json") {
+      sendError(res, 400, "invalid_json", bodyInfo.message);
       return;
     }
-    requestedModel = info.model;
+    requestedModel = bodyInfo.model;
   }
   if (readOnly && body?.length === 0) body = undefined;
 
@@ -135,7 +136,7 @@ async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerRespo
       config,
       deps.agent,
       deps.logger,
-      { method, pathname, search, headers: req.headers, body, requestedModel, signal: controller.signal },
+      { method, pathname, search, headers: req.headers, body, bodyInfo, requestedModel, signal: controller.signal },
       plan.candidates,
       res,
       outcome,

@@ -1,0 +1,244 @@
+/**
+ * Child processes of the bench (mock upstream, gateway), their cleanup, and
+ * what /proc says about them (CPU time, peak RSS).
+ */
+import { execFileSync, fork, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const GATEWAY_BIN = path.join(REPO_ROOT, "bin", "openclaw-autoproxy.js");
+const MOCK_SCRIPT = fileURLToPath(new URL("./mock-upstream.js", import.meta.url));
+
+// ---------------------------------------------------------------- cleanup
+
+const children = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
+const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+
+/** Stops one child: SIGTERM, then SIGKILL after `graceMs`. */
+export async function stopChild(child: ChildProcess, graceMs = 3_000): Promise<void> {
+  if (!alive(child)) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => {
+    if (alive(child)) child.kill("SIGKILL");
+  }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Stops every child still running and removes temp dirs. Safe to call more than once. */
+export async function stopAll(graceMs = 3_000): Promise<void> {
+  await Promise.all([...children].map((child) => stopChild(child, graceMs)));
+  removeTempDirs();
+}
+
+/** Last resort, synchronous (for process 'exit'): SIGKILL whatever is left. */
+export function killAllNow(): void {
+  for (const child of children) {
+    if (alive(child)) child.kill("SIGKILL");
+  }
+  removeTempDirs();
+}
+
+function removeTempDirs(): void {
+  for (const dir of tempDirs) {
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+  }
+}
+
+export function makeTempDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), "openclaw-bench-"));
+  tempDirs.add(dir);
+  return dir;
+}
+
+/** Keeps the last lines a child printed, for error messages. */
+function tail(child: ChildProcess, max = 40): () => string {
+  const lines: string[] = [];
+  const add = (chunk: Buffer) => {
+    for (const line of chunk.toString("utf8").split("\n")) {
+      if (line.trim() === "") continue;
+      lines.push(line);
+      if (lines.length > max) lines.shift();
+    }
+  };
+  child.stdout?.on("data", add);
+  child.stderr?.on("data", add);
+  return () => lines.join("\n");
+}
+
+// ---------------------------------------------------------------- mock upstream
+
+export interface MockProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly origin: string;
+  /** Asks the mock to SIGTERM these pids and remove these dirs should the bench die without cleaning up. */
+  guard(pids: number[], dirs: string[]): void;
+  /** Requests served and connections accepted since the mock started. */
+  stats(): Promise<{ requests: number; connections: number }>;
+}
+
+export function startMock(timeoutMs = 10_000): Promise<MockProcess> {
+  const child = track(fork(MOCK_SCRIPT, ["--serve"], { stdio: ["ignore", "pipe", "pipe", "ipc"], execArgv: [] }));
+  const output = tail(child);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`the mock upstream did not start within ${timeoutMs} ms\n${output()}`)), timeoutMs);
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      reject(error);
+    };
+    child.once("error", fail);
+    child.once("exit", (code, signal) => fail(new Error(`the mock upstream exited (${signal ?? code}) before it was ready\n${output()}`)));
+    child.on("message", (message: { type?: string; port?: number }) => {
+      if (message.type !== "ready" || typeof message.port !== "number") return;
+      clearTimeout(timer);
+      resolve({
+        child,
+        pid: child.pid!,
+        origin: `http://127.0.0.1:${message.port}`,
+        guard: (pids, dirs) => child.send({ type: "guard", pids, dirs }),
+        stats: () =>
+          new Promise((resolveStats, rejectStats) => {
+            const onMessage = (reply: { type?: string; requests?: number; connections?: number }) => {
+              if (reply.type !== "stats") return;
+              child.off("message", onMessage);
+              clearTimeout(statsTimer);
+              resolveStats({ requests: reply.requests ?? 0, connections: reply.connections ?? 0 });
+            };
+            const statsTimer = setTimeout(() => {
+              child.off("message", onMessage);
+              rejectStats(new Error("the mock upstream did not answer a stats query"));
+            }, 5_000);
+            child.on("message", onMessage);
+            child.send({ type: "stats" });
+          }),
+      });
+    });
+  });
+}
+
+// ---------------------------------------------------------------- gateway
+
+export interface GatewayProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly origin: string;
+  readonly routesFile: string;
+  /** Its working directory (temporary, removed at the end). */
+  readonly dir: string;
+  /** The last lines the gateway printed. */
+  output(): string;
+}
+
+export interface GatewayOptions {
+  /** The routes.yml text. */
+  routesYaml: string;
+  /** Extra node flags for the gateway process (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  /** Extra environment variables (LOG_LEVEL defaults to warn). */
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts the gateway as production runs it: `node bin/openclaw-autoproxy.js
+ * start --config … --port … --host 127.0.0.1`, in a temp working directory (so
+ * no stray .env is read) with a minimal environment. Resolves once /health
+ * answers 200.
+ */
+export async function startGateway(options: GatewayOptions): Promise<GatewayProcess> {
+  const dir = makeTempDir();
+  const routesFile = path.join(dir, "routes.yml");
+  writeFileSync(routesFile, options.routesYaml);
+  const port = await freePort();
+  const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, LOG_LEVEL: "warn", ...options.env };
+  const args = [...(options.nodeArgs ?? []), GATEWAY_BIN, "start", "--config", routesFile, "--port", String(port), "--host", "127.0.0.1"];
+  const child = track(spawn(process.execPath, args, { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] }));
+  const output = tail(child);
+  const origin = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+  let spawnError: Error | undefined;
+  child.once("error", (error) => (spawnError = error));
+  for (;;) {
+    if (spawnError) throw new Error(`cannot start the gateway: ${spawnError.message}`);
+    if (!alive(child)) throw new Error(`the gateway exited (${child.signalCode ?? child.exitCode}) during start-up:\n${output()}`);
+    try {
+      const response = await fetch(`${origin}/health`, { signal: AbortSignal.timeout(1_000) });
+      await response.arrayBuffer();
+      if (response.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`the gateway did not answer ${origin}/health in time:\n${output()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { child, pid: child.pid!, origin, routesFile, dir, output };
+}
+
+// ---------------------------------------------------------------- /proc
+
+let clockTicks: number | undefined;
+
+/** Clock ticks per second (the unit of utime/stime in /proc/<pid>/stat). */
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** User + system CPU time of a process (all its threads), in microseconds. */
+export function cpuTimeUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which may itself contain spaces or parentheses.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1e6) / ticksPerSecond();
+}
+
+/** VmHWM (peak resident set) and VmRSS of a process, in kB. */
+export function memoryKb(pid: number): { peakRssKb: number; rssKb: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+  return { peakRssKb: field("VmHWM"), rssKb: field("VmRSS") };
+}
+
+export function procAvailable(): boolean {
+  try {
+    readFileSync("/proc/self/stat");
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,318 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { inspectBody, topLevelValueSpan, withModel } from "../../src/proxy/request-body.js";
+
+/** withModel on a JSON body, which can always be rewritten. */
+function rewrite(body: Buffer, model: string): Buffer {
+  const out = withModel(body, { kind: "json", model: null }, model);
+  assert.ok(out, "a JSON body can always be rewritten");
+  return out;
+}
+
+const b = (text: string) => Buffer.from(text, "utf8");
+
+describe("inspectBody", () => {
+  test("JSON with a model", () => {
+    assert.deepEqual(inspectBody(b('{"model":"gpt-4o","messages":[]}'), "application/json"), { kind: "json", model: "gpt-4o" });
+    assert.deepEqual(inspectBody(b('{"model":"gpt-4o"}'), "application/json; charset=utf-8"), { kind: "json", model: "gpt-4o" });
+    assert.deepEqual(inspectBody(b('{"model":"gpt-4o"}'), "Application/JSON"), { kind: "json", model: "gpt-4o" });
+  });
+
+  test("JSON model is trimmed; empty, blank, non-string or missing model is null", () => {
+    assert.deepEqual(inspectBody(b('{"model":"  auto "}'), "application/json"), { kind: "json", model: "auto" });
+    for (const text of ['{"model":""}', '{"model":"   "}', '{"model":5}', '{"model":null}', '{"model":["a"]}', '{"messages":[{"model":"nested"}]}', "[]", '["model"]', '"model"', "{}"]) {
+      assert.deepEqual(inspectBody(b(text), "application/json"), { kind: "json", model: null }, text);
+    }
+  });
+
+  test("empty JSON body has no model", () => {
+    assert.deepEqual(inspectBody(b(""), "application/json"), { kind: "json", model: null });
+  });
+
+  test("invalid JSON is reported with a message", () => {
+    for (const text of ['{"model": "a",}', "{", "model=gpt", "\u0000"]) {
+      const info = inspectBody(b(text), "application/json");
+      assert.equal(info.kind, "invalid_json", text);
+      assert.ok(info.kind === "invalid_json" && /not valid JSON/.test(info.message), text);
+    }
+  });
+
+  test("curl -d: JSON sent as x-www-form-urlencoded (or text/plain, or no type) is read as JSON", () => {
+    for (const type of ["application/x-www-form-urlencoded", "application/x-www-form-urlencoded; charset=utf-8", "text/plain", undefined, ""]) {
+      assert.deepEqual(inspectBody(b('  {"model":"gpt-4o-mini","messages":[]}'), type), { kind: "json", model: "gpt-4o-mini" }, String(type));
+    }
+  });
+
+  test("a real form body, or a broken JSON-looking form body, is opaque (not a 400)", () => {
+    assert.deepEqual(inspectBody(b("model=gpt-4o&x=1"), "application/x-www-form-urlencoded"), { kind: "opaque", model: null });
+    assert.deepEqual(inspectBody(b("{not json"), "application/x-www-form-urlencoded"), { kind: "opaque", model: null });
+    assert.deepEqual(inspectBody(b("{not json"), undefined), { kind: "opaque", model: null });
+  });
+
+  test("other content types are opaque", () => {
+    assert.deepEqual(inspectBody(b('{"model":"a"}'), "application/octet-stream"), { kind: "opaque", model: null });
+    assert.deepEqual(inspectBody(b("RIFF...."), "audio/wav"), { kind: "opaque", model: null });
+  });
+
+  const BOUNDARY = "----form123";
+  function multipart(parts: { name: string; filename?: string; value: string }[]): Buffer {
+    let text = "";
+    for (const part of parts) {
+      text += `--${BOUNDARY}\r\nContent-Disposition: form-data; name="${part.name}"${part.filename ? `; filename="${part.filename}"` : ""}\r\n`;
+      if (part.filename) text += "Content-Type: application/octet-stream\r\n";
+      text += `\r\n${part.value}\r\n`;
+    }
+    return b(`${text}--${BOUNDARY}--\r\n`);
+  }
+  const MULTIPART = `multipart/form-data; boundary=${BOUNDARY}`;
+
+  test("multipart: the model field is read", () => {
+    const body = multipart([
+      { name: "file", filename: "audio.wav", value: "RIFFDATA" },
+      { name: "model", value: "whisper-1" },
+      { name: "language", value: "en" },
+    ]);
+    assert.deepEqual(inspectBody(body, MULTIPART), { kind: "multipart", model: "whisper-1", boundary: BOUNDARY });
+  });
+
+  test("multipart without a model field, and a field merely starting with 'model'", () => {
+    assert.deepEqual(inspectBody(multipart([{ name: "file", filename: "a.wav", value: "x" }]), MULTIPART), { kind: "multipart", model: null, boundary: BOUNDARY });
+    assert.deepEqual(inspectBody(multipart([{ name: "model_version", value: "2" }]), MULTIPART), { kind: "multipart", model: null, boundary: BOUNDARY });
+  });
+
+  test("multipart: a file part with filename=\"model\" is not the model field", () => {
+    const body = multipart([
+      { name: "file", filename: "model", value: "binary-audio-bytes" },
+      { name: "model", value: "whisper-1" },
+    ]);
+    assert.deepEqual(inspectBody(body, MULTIPART), { kind: "multipart", model: "whisper-1", boundary: BOUNDARY });
+  });
+
+  test("withModel rewrites the model of a multipart body that inspectBody read one from", () => {
+    // The attempt loop calls withModel whenever a candidate's model differs from the
+    // requested one, e.g. `model=auto` on /v1/audio/transcriptions.
+    const body = multipart([
+      { name: "file", filename: "a.wav", value: "RIFFDATA" },
+      { name: "model", value: "auto" },
+    ]);
+    assert.deepEqual(inspectBody(body, MULTIPART), { kind: "multipart", model: "auto", boundary: BOUNDARY });
+    const out = withModel(body, inspectBody(body, MULTIPART), "whisper-1");
+    assert.ok(out);
+    assert.deepEqual(inspectBody(out, MULTIPART), { kind: "multipart", model: "whisper-1", boundary: BOUNDARY });
+    assert.ok(out.includes("RIFFDATA"));
+  });
+});
+
+describe("topLevelValueSpan", () => {
+  test("finds the span of a top-level string value, quotes included", () => {
+    const text = '{"a":1,"model":"gpt-4o","b":2}';
+    const span = topLevelValueSpan(b(text), "model");
+    assert.ok(span);
+    assert.equal(text.slice(span[0], span[1]), '"gpt-4o"');
+  });
+
+  test("a value of any type is found", () => {
+    for (const [text, value] of [['{"model":5}', "5"], ['{"model":null}', "null"], ['{"model":{"name":"x"}}', '{"name":"x"}']] as const) {
+      const span = topLevelValueSpan(b(text), "model");
+      assert.ok(span, text);
+      assert.equal(text.slice(span[0], span[1]), value);
+    }
+  });
+
+  test("null when absent, nested only, or not an object", () => {
+    for (const text of ['{"a":1}', '{"messages":[{"model":"x"}]}', '{"meta":{"model":"x"}}', '["model","x"]', '"model"', "", "   "]) {
+      assert.equal(topLevelValueSpan(b(text), "model"), null, text);
+    }
+  });
+
+  test("a string value that mentions the key is not the key", () => {
+    const text = '{"content":"\\"model\\":\\"fake\\"","model":"real"}';
+    const span = topLevelValueSpan(b(text), "model");
+    assert.ok(span);
+    assert.equal(text.slice(span[0], span[1]), '"real"');
+  });
+
+  test("the last of duplicate keys", () => {
+    const text = '{"model":"first","x":[1,{"model":"n"}],"model":"last"}';
+    const span = topLevelValueSpan(b(text), "model");
+    assert.ok(span);
+    assert.equal(text.slice(span[0], span[1]), '"last"');
+  });
+
+  test("byte offsets with multi-byte characters before the key", () => {
+    const buf = b('{"c":"日本🌍","model":"m"}');
+    const span = topLevelValueSpan(buf, "model");
+    assert.ok(span);
+    assert.equal(buf.toString("utf8", span[0], span[1]), '"m"');
+  });
+});
+
+describe("withModel: only the model value changes", () => {
+  function check(text: string, model: string, expected: string) {
+    const out = rewrite(b(text), model).toString("utf8");
+    assert.equal(out, expected);
+    assert.deepEqual(JSON.parse(out), { ...(JSON.parse(text) as object), model });
+  }
+
+  test("compact body", () => {
+    check('{"model":"auto","messages":[{"role":"user","content":"hi"}],"stream":true}', "gpt-4o", '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true}');
+  });
+
+  test("whitespace, key order and number formatting are kept", () => {
+    check(
+      '{\n  "temperature" : 1.0,\n  "model"   :   "auto" ,\n  "seed": 12345678901234567890,\n  "x": 1e3\n}\n',
+      "m",
+      '{\n  "temperature" : 1.0,\n  "model"   :   "m" ,\n  "seed": 12345678901234567890,\n  "x": 1e3\n}\n',
+    );
+  });
+
+  test("nested model keys inside messages and objects are untouched", () => {
+    check(
+      '{"messages":[{"role":"user","content":"x","model":"nested"}],"meta":{"model":"inner","deep":{"model":"deeper"}},"model":"auto","tools":[{"model":"t"}]}',
+      "new",
+      '{"messages":[{"role":"user","content":"x","model":"nested"}],"meta":{"model":"inner","deep":{"model":"deeper"}},"model":"new","tools":[{"model":"t"}]}',
+    );
+  });
+
+  test("duplicate top-level keys: the last one (the one JSON.parse keeps) is replaced", () => {
+    check('{"model":"a","x":1,"model":"b"}', "c", '{"model":"a","x":1,"model":"c"}');
+  });
+
+  test("escaped quotes and backslashes in strings before the key", () => {
+    check('{"content":"say \\"model\\": \\"x\\" \\\\","model":"auto"}', "m", '{"content":"say \\"model\\": \\"x\\" \\\\","model":"m"}');
+    check('{"a":"\\\\","model":"auto"}', "m", '{"a":"\\\\","model":"m"}');
+    check('{"a":"}]{[","b":["}",{"c":"]"}],"model":"auto"}', "m", '{"a":"}]{[","b":["}",{"c":"]"}],"model":"m"}');
+  });
+
+  test("a model value with escapes is replaced whole", () => {
+    check('{"model":"a\\"b\\\\c\\u00e9","n":1}', "m", '{"model":"m","n":1}');
+  });
+
+  test("unicode: other bytes identical, new model encoded as UTF-8 JSON", () => {
+    const text = '{"content":"héllo 🌍 \\u00e9 日本","model":"auto","z":"ü"}';
+    const out = rewrite(b(text), "modèle-é 🚀");
+    assert.ok(out.equals(b('{"content":"héllo 🌍 \\u00e9 日本","model":"modèle-é 🚀","z":"ü"}')));
+  });
+
+  test('a model that needs escaping ("quotes", backslash, newline) stays valid JSON', () => {
+    const out = rewrite(b('{"model":"auto"}'), 'we"ird\\name\n');
+    assert.deepEqual(JSON.parse(out.toString("utf8")), { model: 'we"ird\\name\n' });
+  });
+
+  test("model absent → added", () => {
+    const out = rewrite(b('{"messages":[{"model":"nested"}]}'), "m");
+    assert.deepEqual(JSON.parse(out.toString("utf8")), { messages: [{ model: "nested" }], model: "m" });
+    assert.deepEqual(JSON.parse(rewrite(b("{}"), "m").toString("utf8")), { model: "m" });
+  });
+
+  test("non-string model → replaced", () => {
+    for (const text of ['{"model":null,"a":1}', '{"model":5}', '{"model":{"id":"x"}}']) {
+      assert.deepEqual(JSON.parse(rewrite(b(text), "m").toString("utf8")), { ...(JSON.parse(text) as object), model: "m" }, text);
+    }
+  });
+
+  test("duplicate keys whose last value is not a string: the result's model is still the new one", () => {
+    const text = '{"model":"a","model":null}';
+    assert.deepEqual(JSON.parse(rewrite(b(text), "m").toString("utf8")), { model: "m" });
+  });
+
+  test("a plain key followed by an escaped duplicate (\\u0065): the result's model is still the new one", () => {
+    const text = '{"model":"a","mod\\u0065l":"b"}';
+    assert.equal(JSON.parse(text).model, "b");
+    assert.deepEqual(JSON.parse(rewrite(b(text), "m").toString("utf8")), { model: "m" });
+  });
+});
+
+describe("withModel: fuzz", () => {
+  /** mulberry32: a small deterministic PRNG. */
+  function prng(seed: number): () => number {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  const CHARS = ['a', 'z', ' ', '"', "\\", "{", "}", "[", "]", ",", ":", "\n", "\t", "é", "日", "🌍", "\u0001", "model", '"model"', "/"];
+
+  function gen(random: () => number) {
+    const int = (n: number) => Math.floor(random() * n);
+    const pick = <T>(items: readonly T[]): T => items[int(items.length)] as T;
+    const ws = () => pick(["", "", "", " ", "\n  ", "\t", " \r\n "]);
+
+    function str(): string {
+      let s = "";
+      const n = int(6);
+      for (let i = 0; i < n; i++) s += pick(CHARS);
+      return s;
+    }
+    function encodeString(s: string): string {
+      // Sometimes escape non-ASCII or plain letters as \uXXXX, which JSON.stringify never does.
+      let out = JSON.stringify(s);
+      if (random() < 0.3) out = out.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+      if (random() < 0.2) out = out.replace(/a/g, "\\u0061");
+      return out;
+    }
+    function value(depth: number): string {
+      const kind = depth > 3 ? int(4) : int(6);
+      switch (kind) {
+        case 0:
+          return pick(["0", "-1", "3.25", "1e3", "12345678901234567890", "true", "false", "null"]);
+        case 1:
+        case 2:
+        case 3:
+          return encodeString(str());
+        case 4: {
+          const n = int(4);
+          const items = Array.from({ length: n }, () => ws() + value(depth + 1) + ws());
+          return `[${items.join(",")}${n === 0 ? ws() : ""}]`;
+        }
+        default:
+          return object(depth + 1, false);
+      }
+    }
+    function object(depth: number, top: boolean): string {
+      const members: string[] = [];
+      const n = int(5);
+      for (let i = 0; i < n; i++) {
+        const key = random() < 0.2 ? "model" : random() < 0.5 ? pick(["messages", "content", "role", "stream", "mod", "models", "model ", "Model"]) : str();
+        // Nested objects may carry "model" keys of any type; at the top level the fuzz uses string models only.
+        const val = key === "model" && top ? encodeString(str()) : value(depth);
+        members.push(`${ws()}${JSON.stringify(key)}${ws()}:${ws()}${val}${ws()}`);
+      }
+      if (top) {
+        const where = int(4); // 0: no top-level model, 1: one, 2: a duplicate, 3: a non-string one
+        if (where === 1 || where === 2) members.splice(int(members.length + 1), 0, `${ws()}"model"${ws()}:${ws()}${encodeString(str())}${ws()}`);
+        if (where === 2) members.splice(int(members.length + 1), 0, `"model":${encodeString(str())}`);
+        if (where === 3 && !members.some((m) => /^\s*"model"\s*:/.test(m))) members.splice(int(members.length + 1), 0, `"model":${pick(["null", "7", "[]", '{"model":"x"}'])}`);
+      }
+      return `{${members.join(",")}${members.length === 0 ? ws() : ""}}`;
+    }
+    return { text: `${ws()}${object(0, true)}${ws()}`, model: str() || "m" };
+  }
+
+  test("400 random JSON objects: JSON.parse(withModel(x, m)) equals {...JSON.parse(x), model: m}, and only the model bytes change", () => {
+    const random = prng(0x5eed);
+    let spliced = 0;
+    for (let i = 0; i < 400; i++) {
+      const { text, model } = gen(random);
+      const input = b(text);
+      const parsed = JSON.parse(text) as Record<string, unknown>;
+      const out = rewrite(input, model);
+      assert.deepEqual(JSON.parse(out.toString("utf8")), { ...parsed, model }, `case ${i}: ${text}`);
+
+      const span = topLevelValueSpan(input, "model");
+      if (typeof parsed.model === "string" && span) {
+        spliced++;
+        const replacement = b(JSON.stringify(model));
+        assert.ok(out.subarray(0, span[0]).equals(input.subarray(0, span[0])), `case ${i}: prefix changed`);
+        assert.ok(out.subarray(span[0] + replacement.length).equals(input.subarray(span[1])), `case ${i}: suffix changed`);
+        assert.ok(out.subarray(span[0], span[0] + replacement.length).equals(replacement), `case ${i}: replacement`);
+      }
+    }
+    assert.ok(spliced > 100, `the fuzz must exercise the splice path (got ${spliced})`);
+  });
+});
