@@ -88,7 +88,7 @@ export async function runAttempts(
     let verdict = classifyStatus(upstream.statusCode, config.retryStatusCodes);
     let pending: Collected | undefined;
     const kind = contentKind(upstream.headers);
-    if (verdict.kind === "ok" && hasNext && kind.json && !kind.encoded && request.method !== "HEAD") {
+    if (verdict.kind === "ok" && hasNext && upstream.statusCode < 300 && kind.json && !kind.encoded && request.method !== "HEAD") {
       try {
         pending = await collect(upstream.body, INSPECT_LIMIT);
       } catch (error) {

@@ -100,51 +100,66 @@ async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerRespo
   res.on("close", () => {
     if (!res.writableFinished) controller.abort();
   });
+  const outcome: Outcome = { model: null, route: null, attempts: 0, switched: false, status: 0 };
+  let requestedModel: string | null = null;
+  try {
+    requestedModel = await proxy(deps, req, res, method, pathname, search, controller.signal, outcome);
+  } finally {
+    if (controller.signal.aborted) outcome.status = 499;
+    else if (outcome.status === 0) outcome.status = res.statusCode;
+    logRequest(deps.logger, method, pathname, requestedModel, outcome, started);
+  }
+}
 
+/** Reads the body, plans the candidates and runs the attempts; returns the requested model, for the log. */
+async function proxy(
+  deps: ServerDeps,
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  pathname: string,
+  search: string,
+  signal: AbortSignal,
+  outcome: Outcome,
+): Promise<string | null> {
+  const { config } = deps;
   let body: Buffer | undefined;
+  const readOnly = method === "GET" || method === "HEAD";
   if (!readOnly || req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined) {
     const read = await readBody(req, config.maxBodyBytes);
     if (!read.ok) {
       if (read.reason === "too_large") rejectTooLarge(req, res, config.maxBodyBytes);
-      return;
+      return null;
     }
     body = read.body;
   }
 
-  let requestedModel: string | null = null;
   let bodyInfo: BodyInfo | undefined;
   if (body && body.length > 0) {
     bodyInfo = inspectBody(body, req.headers["content-type"]);
     if (bodyInfo.kind === "invalid_json") {
       sendError(res, 400, "invalid_json", bodyInfo.message);
-      return;
+      return null;
     }
-    requestedModel = bodyInfo.model;
   }
   if (readOnly && body?.length === 0) body = undefined;
+  const requestedModel = bodyInfo && bodyInfo.kind !== "invalid_json" ? bodyInfo.model : null;
 
   const plan = planCandidates(config, deps.store, requestedModel);
   if (!plan.ok) {
     sendError(res, plan.status, plan.code, plan.message);
-    logRequest(deps.logger, method, pathname, requestedModel, { model: null, route: null, attempts: 0, switched: false, status: plan.status }, started);
-    return;
+    return requestedModel;
   }
-
-  const outcome: Outcome = { model: null, route: null, attempts: 0, switched: false, status: 0 };
-  try {
-    await runAttempts(
-      config,
-      deps.agent,
-      deps.logger,
-      { method, pathname, search, headers: req.headers, body, bodyInfo, requestedModel, signal: controller.signal },
-      plan.candidates,
-      res,
-      outcome,
-    );
-  } finally {
-    if (controller.signal.aborted) outcome.status = 499;
-    logRequest(deps.logger, method, pathname, requestedModel, outcome, started);
-  }
+  await runAttempts(
+    config,
+    deps.agent,
+    deps.logger,
+    { method, pathname, search, headers: req.headers, body, bodyInfo, requestedModel, signal },
+    plan.candidates,
+    res,
+    outcome,
+  );
+  return requestedModel;
 }
 
 function logRequest(logger: Logger, method: string, path: string, requested: string | null, outcome: Outcome, started: number): void {

@@ -105,7 +105,7 @@ describe("init and validate", () => {
     try {
       const result = await runCli(["validate"], { cwd: tmp.dir });
       assert.equal(result.code, 1);
-      assert.match(result.stderr, /route "b" \(routes\[1\]\) field "model": "m1" is already served by enabled route "a"/);
+      assert.match(result.stderr, /route "b" \(routes\[1\]\) field "models": "m1" is already served by enabled route "a"; a model may appear in one enabled route only \(line 7\)/);
       const missing = await runCli(["validate", "--config", "nope.yml"], { cwd: tmp.dir });
       assert.equal(missing.code, 1);
       assert.match(missing.stderr, /nope\.yml: file not found/);
