@@ -1,11 +1,10 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
-import type { Agent } from "undici";
 import type { GatewayConfig } from "./config/types.js";
 import { createLogger, type Logger } from "./observe/logger.js";
 import { MemoryStore, type RoutingStore } from "./routing/store.js";
 import { createGatewayServer } from "./server/http.js";
-import { createUpstreamAgent } from "./upstream/client.js";
+import { UpstreamClient } from "./upstream/client.js";
 
 export { loadConfig, buildConfig, ConfigError, type LoadOptions, type LoadResult } from "./config/load.js";
 export type { GatewayConfig, Route } from "./config/types.js";
@@ -14,10 +13,13 @@ export type { Logger } from "./observe/logger.js";
 export interface GatewayOptions {
   logger?: Logger;
   store?: RoutingStore;
+  /** Clock for health bookkeeping (default: Date.now). */
+  now?: () => number;
 }
 
 export interface Gateway {
   readonly config: GatewayConfig;
+  readonly store: RoutingStore;
   readonly server: Server;
   readonly logger: Logger;
   /** Listens on `port`/`host` (default: the config's); resolves with the bound address. */
@@ -28,12 +30,13 @@ export interface Gateway {
 
 export function createGateway(config: GatewayConfig, options: GatewayOptions = {}): Gateway {
   const logger = options.logger ?? createLogger(config.logLevel);
-  const agent: Agent = createUpstreamAgent(config);
-  const store = options.store ?? new MemoryStore();
-  const server = createGatewayServer({ config, agent, store, logger });
+  const upstream = new UpstreamClient(config);
+  const store = options.store ?? new MemoryStore(config.breaker);
+  const server = createGatewayServer({ config, upstream, store, logger, now: options.now ?? Date.now });
 
   return {
     config,
+    store,
     server,
     logger,
     listen(port = config.port, host = config.host) {
@@ -53,7 +56,7 @@ export function createGateway(config: GatewayConfig, options: GatewayOptions = {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await agent.destroy();
+      await upstream.close();
     },
   };
 }

@@ -14,9 +14,17 @@ import {
   type RawRoute,
   type RouteDefaults,
 } from "./schema.js";
-import type { GatewayConfig, Route } from "./types.js";
+import { DEFAULT_HEALTH_POLICY } from "../routing/health.js";
+import { DEFAULT_RETRY_POLICY, DEFAULT_RULES, type Rule } from "../routing/policy.js";
+import type { AttemptTimeouts, GatewayConfig, ModelGroup, Route } from "./types.js";
 
 export const AUTO_MODEL = "auto";
+/** Streams: a first event must come within this (well under OpenClaw's patience, above most models' TTFT). */
+export const DEFAULT_FIRST_TOKEN_MS = 10_000;
+/** Silence allowed in the middle of an answer. */
+export const DEFAULT_IDLE_MS = 30_000;
+/** Bound on a whole request, answer included. */
+export const DEFAULT_DEADLINE_MS = 600_000;
 export const WILDCARD_MODEL = "*";
 
 /** Every problem found, so `validate` can print them all at once. */
@@ -168,7 +176,13 @@ export function buildConfig(text: string, env: Record<string, string>, meta: Bui
   }
   const defaults: RouteDefaults = (defaultsKeys[0] ? fileData[defaultsKeys[0]] : undefined) ?? {};
 
-  const allRoutes = fileData.routes.map((route, index) => resolveRoute(route, index, defaults, env, warnings, file));
+  const timeouts: AttemptTimeouts = {
+    connectMs: fileData.timeouts?.connectMs ?? envConfig.CONNECT_TIMEOUT_MS,
+    headersMs: fileData.timeouts?.headersMs ?? envConfig.REQUEST_TIMEOUT_MS,
+    firstTokenMs: fileData.timeouts?.firstTokenMs ?? DEFAULT_FIRST_TOKEN_MS,
+    idleMs: fileData.timeouts?.idleMs ?? DEFAULT_IDLE_MS,
+  };
+  const allRoutes = fileData.routes.map((route, index) => resolveRoute(route, index, defaults, timeouts, env, warnings, file));
   const routes = allRoutes.filter((route) => route.enabled);
 
   const modelRoutes = new Map<string, Route>();
@@ -204,11 +218,43 @@ export function buildConfig(text: string, env: Record<string, string>, meta: Bui
       authPrefix: "Bearer ",
       apiKey: envConfig.UPSTREAM_API_KEY ?? "",
       headers: {},
+      fallbacks: [],
+      timeouts,
     });
   }
 
-  const autoModels = [...modelRoutes.keys()].filter((model) => model !== WILDCARD_MODEL);
   const isRoutable = (model: string) => modelRoutes.has(model) || wildcard !== undefined;
+  const routed = (models: readonly string[], where: string) => {
+    const kept = models.filter((model) => model !== WILDCARD_MODEL && modelRoutes.has(model));
+    for (const model of models) {
+      if (!kept.includes(model)) warnings.push(`${file}: ${where}: "${model}" has no enabled route and is skipped.`);
+    }
+    return [...new Set(kept)];
+  };
+  const allModels = [...modelRoutes.keys()].filter((model) => model !== WILDCARD_MODEL);
+  const autoModels = fileData.auto?.models ? routed(fileData.auto.models, "auto.models") : allModels;
+
+  const groups = new Map<string, ModelGroup>();
+  for (const [name, value] of Object.entries(fileData.groups ?? {})) {
+    const line = locate(["groups", name]);
+    if (name.toLowerCase() === AUTO_MODEL || modelRoutes.has(name)) {
+      problems.push(`${file}: groups: "${name}" is also ${name.toLowerCase() === AUTO_MODEL ? "the automatic mode" : "a model name"}; a group needs a name of its own${line}`);
+      continue;
+    }
+    const models = routed(Array.isArray(value) ? value : value.models, `groups.${name}`);
+    if (models.length === 0) warnings.push(`${file}: groups.${name}: no member has an enabled route; requests for it will be answered 404${line}`);
+    groups.set(name, { models, strategy: (Array.isArray(value) ? undefined : value.strategy) ?? "round-robin" });
+  }
+
+  const fallbacks = new Map<string, readonly string[]>();
+  for (const [model, chain] of Object.entries(fileData.fallbacks ?? {})) {
+    if (!isRoutable(model)) warnings.push(`${file}: fallbacks: "${model}" has no enabled route${locate(["fallbacks", model])}`);
+    const kept = chain.filter((entry) => isRoutable(entry) || groups.has(entry));
+    for (const entry of chain) {
+      if (!kept.includes(entry)) warnings.push(`${file}: fallbacks.${model}: "${entry}" has no enabled route and is skipped.`);
+    }
+    fallbacks.set(model, kept);
+  }
   const globalFallbackModels = envConfig.GLOBAL_FALLBACK_MODELS ?? [];
   const modelFallbackMap = envConfig.MODEL_FALLBACK_MAP ?? {};
   for (const model of [...globalFallbackModels, ...Object.values(modelFallbackMap).flat()]) {
@@ -224,14 +270,38 @@ export function buildConfig(text: string, env: Record<string, string>, meta: Bui
   const config: GatewayConfig = {
     host: meta.overrides?.host ?? envConfig.HOST,
     port: meta.overrides?.port ?? envConfig.PORT,
-    requestTimeoutMs: envConfig.REQUEST_TIMEOUT_MS,
-    connectTimeoutMs: envConfig.CONNECT_TIMEOUT_MS,
     maxBodyBytes: envConfig.MAX_BODY_BYTES,
     retryStatusCodes: new Set(fileData.retryStatusCodes ?? envConfig.RETRY_STATUS_CODES ?? DEFAULT_RETRY_STATUS_CODES),
     routes,
     modelRoutes,
     wildcard,
     autoModels,
+    autoStrategy: fileData.auto?.strategy ?? "round-robin",
+    groups,
+    fallbacks,
+    retry: {
+      retries: fileData.retry?.retries ?? DEFAULT_RETRY_POLICY.retries,
+      backoffBaseMs: fileData.retry?.backoffMs ?? DEFAULT_RETRY_POLICY.backoffBaseMs,
+      backoffMaxMs: fileData.retry?.maxBackoffMs ?? DEFAULT_RETRY_POLICY.backoffMaxMs,
+      retryAfterCapMs: fileData.retry?.retryAfterCapMs ?? DEFAULT_RETRY_POLICY.retryAfterCapMs,
+      minSpacingMs: DEFAULT_RETRY_POLICY.minSpacingMs,
+    },
+    breaker: {
+      ...DEFAULT_HEALTH_POLICY,
+      ...definedOnly({
+        consecutiveFailures: fileData.breaker?.consecutiveFailures,
+        failureRate: fileData.breaker?.failureRate,
+        minRequests: fileData.breaker?.minRequests,
+        windowSize: fileData.breaker?.windowSize,
+        windowMs: fileData.breaker?.windowMs,
+        baseCooldownMs: fileData.breaker?.cooldownMs,
+        maxCooldownMs: fileData.breaker?.maxCooldownMs,
+        rateLimitCooldownMs: fileData.breaker?.rateLimitCooldownMs,
+      }),
+    },
+    rules: buildRules(fileData.retry?.passthroughCodes ?? [], fileData.retry?.failoverCodes ?? []),
+    timeouts,
+    deadlineMs: fileData.timeouts?.deadlineMs ?? DEFAULT_DEADLINE_MS,
     globalFallbackModels,
     modelFallbackMap,
     notice: { sse: fileData.notice?.sse ?? "comment", json: fileData.notice?.json ?? true },
@@ -246,10 +316,23 @@ export function buildConfig(text: string, env: Record<string, string>, meta: Bui
   return { config, problems, warnings };
 }
 
+function definedOnly<T extends object>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+/** The built-in rules, with the configured codes in front: passthrough first, as a policy refusal beats everything. */
+function buildRules(passthroughCodes: string[], failoverCodes: string[]): Rule[] {
+  const rules: Rule[] = [];
+  if (passthroughCodes.length) rules.push({ name: "configured-passthrough", action: "final", codes: passthroughCodes });
+  if (failoverCodes.length) rules.push({ name: "configured-failover", action: "failover", codes: failoverCodes });
+  return [...rules, ...DEFAULT_RULES];
+}
+
 function resolveRoute(
   route: RawRoute,
   index: number,
   defaults: RouteDefaults,
+  timeouts: AttemptTimeouts,
   env: Record<string, string>,
   warnings: string[],
   file: string,
@@ -284,6 +367,8 @@ function resolveRoute(
     authPrefix: route.authPrefix ?? defaults.authPrefix ?? "Bearer ",
     apiKey,
     headers,
+    fallbacks: route.fallbacks ?? [],
+    timeouts: { ...timeouts, ...definedOnly(route.timeouts ?? {}) },
   });
 }
 

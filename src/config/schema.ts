@@ -36,6 +36,29 @@ export const routeDefaultsShape = {
 
 export const routeDefaultsSchema = z.object(routeDefaultsShape, { error: "must be a mapping of route defaults" });
 
+const millis = (what = "a number of milliseconds") =>
+  z.number({ error: `must be ${what}` }).int(`must be ${what}`).min(1, `must be ${what} (at least 1)`);
+
+const modelNames = z.array(z.string().trim().min(1, "must not be empty"), { error: "must be a list of model names" });
+
+/** Per-attempt timeouts; each may be set globally (`timeouts:`) and per route. */
+export const attemptTimeoutsShape = {
+  /** TCP/TLS connect. */
+  connectMs: millis().optional(),
+  /** From sending the request to the response headers (REQUEST_TIMEOUT_MS). */
+  headersMs: millis().optional(),
+  /** Streams: from sending the request to the first event. */
+  firstTokenMs: millis().optional(),
+  /** Silence in the middle of a response body. */
+  idleMs: millis().optional(),
+};
+
+export const timeoutsShape = {
+  ...attemptTimeoutsShape,
+  /** The whole request, every attempt and the answer included. */
+  deadlineMs: millis().optional(),
+};
+
 export const routeShape = {
   name: z.string().trim().min(1, "must not be empty").optional(),
   url: z.string({ error: "is required: the upstream URL" }).superRefine((value, ctx) => {
@@ -55,6 +78,9 @@ export const routeShape = {
   }).transform((value) => value.trim()),
   model: modelList.optional(),
   models: modelList.optional(),
+  /** Fallback chain for every model of this route (a top-level `fallbacks` entry for the model wins). */
+  fallbacks: modelNames.optional(),
+  timeouts: z.object(attemptTimeoutsShape, { error: "must be a mapping of timeouts" }).optional(),
   ...routeDefaultsShape,
 };
 
@@ -77,12 +103,63 @@ export const noticeShape = {
   json: z.boolean({ error: "must be true or false" }).optional(),
 };
 
+const strategy = z.enum(["round-robin", "ordered", "health"], { error: 'must be "round-robin", "ordered" or "health"' });
+
+export const groupShape = {
+  models: modelNames.min(1, "must list at least one model"),
+  strategy: strategy.optional(),
+};
+
+export const autoShape = {
+  /** The models `auto` uses (default: every enabled route model). */
+  models: modelNames.min(1, "must list at least one model").optional(),
+  strategy: strategy.optional(),
+};
+
+export const retryShape = {
+  /** Retries of the same model on a transient failure (5xx, reset, short 429). */
+  retries: z.number({ error: "must be a number" }).int("must be a whole number").min(0, "must be 0 or more").max(5, "must be at most 5").optional(),
+  backoffMs: millis().optional(),
+  maxBackoffMs: millis().optional(),
+  /** A pinned model's 429 asking to wait at most this long is waited for; longer ones fail over. */
+  retryAfterCapMs: z.number({ error: "must be a number of milliseconds" }).int().min(0, "must be 0 or more").optional(),
+  /** Error codes passed to the client as they are, never retried (added to the built-in list). */
+  passthroughCodes: z.array(z.string().trim().min(1).toLowerCase(), { error: "must be a list of error codes" }).optional(),
+  /** Error codes that mean "another model can serve this": fail over at once (added to the built-in list). */
+  failoverCodes: z.array(z.string().trim().min(1).toLowerCase(), { error: "must be a list of error codes" }).optional(),
+};
+
+export const breakerShape = {
+  consecutiveFailures: z.number().int().min(1, "must be at least 1").optional(),
+  failureRate: z.number({ error: "must be a number between 0 and 1" }).gt(0, "must be above 0").max(1, "must be at most 1").optional(),
+  minRequests: z.number().int().min(1, "must be at least 1").optional(),
+  windowSize: z.number().int().min(1, "must be at least 1").max(1000, "must be at most 1000").optional(),
+  windowMs: millis().optional(),
+  cooldownMs: millis().optional(),
+  maxCooldownMs: millis().optional(),
+  /** Cooldown after a 429 without Retry-After. */
+  rateLimitCooldownMs: millis().optional(),
+};
+
 export const routesFileShape = {
   defaults: routeDefaultsSchema.optional(),
   global: routeDefaultsSchema.optional(),
   auth: routeDefaultsSchema.optional(),
   retryStatusCodes: z.array(statusCode, { error: "must be a list of HTTP status codes" }).min(1, "must list at least one status code").optional(),
   notice: z.object(noticeShape, { error: "must be a mapping" }).optional(),
+  /** Named groups, callable as a model: `groups: {fast: [a, b]}` or `{fast: {models: [a, b], strategy: ordered}}`. */
+  groups: z
+    .record(
+      z.string().trim().min(1),
+      z.union([modelNames.min(1, "must list at least one model"), z.object(groupShape)], { error: "must be a list of models or {models, strategy}" }),
+    )
+    .optional(),
+  /** Per-model fallback chains for pinned models. */
+  fallbacks: z.record(z.string().trim().min(1), modelNames).optional(),
+  auto: z.object(autoShape, { error: "must be a mapping" }).optional(),
+  retry: z.object(retryShape, { error: "must be a mapping" }).optional(),
+  timeouts: z.object(timeoutsShape, { error: "must be a mapping of timeouts" }).optional(),
+  breaker: z.object(breakerShape, { error: "must be a mapping" }).optional(),
   routes: z.array(routeSchema, { error: "must be a list of routes" }),
 };
 

@@ -27,6 +27,48 @@ notice:
   sse: comment   # comment (safe for every client) | event (1.0.0's named event) | off
   json: true     # add a top-level "gateway_notice" to JSON responses after a switch
 
+# Named groups, callable as a model: round-robin and failover as with "auto".
+groups:
+  fast: [gpt-4o-mini, llama-3.3-70b-versatile]
+  # smart: {models: [gpt-4o, llama-3.3-70b-versatile], strategy: ordered}
+
+# "model": "auto" uses these models (default: every enabled route model).
+auto:
+  # models: [gpt-4o-mini, llama-3.3-70b-versatile]
+  strategy: round-robin   # round-robin | ordered | health (best success rate, then latency)
+
+# Fallback chains for pinned models: when gpt-4o fails over, try these in order.
+fallbacks:
+  gpt-4o: [gpt-4o-mini, llama-3.3-70b-versatile]
+
+# Retrying the same model on transient failures (5xx, a reset before headers, a short 429).
+retry:
+  retries: 1              # retries of the same model before failing over
+  backoffMs: 250          # exponential backoff with jitter, from this…
+  maxBackoffMs: 2000      # …up to this
+  retryAfterCapMs: 5000   # a pinned model's 429 asking to wait longer than this fails over instead
+  passthroughCodes: []    # extra error codes passed to the client unchanged (never retried)
+  failoverCodes: []       # extra error codes meaning "another model can serve this"
+
+# Timeouts (each attempt timeout may also be set per route under "timeouts:").
+timeouts:
+  connectMs: 10000        # TCP/TLS connect (CONNECT_TIMEOUT_MS)
+  headersMs: 60000        # response headers (REQUEST_TIMEOUT_MS)
+  firstTokenMs: 10000     # streams: first event, when another candidate could take over
+  idleMs: 30000           # silence in the middle of an answer
+  deadlineMs: 600000      # the whole request, answer included
+
+# Circuit breaker: a model that keeps failing is left out of plans for a while.
+breaker:
+  consecutiveFailures: 3  # open after this many failures in a row…
+  failureRate: 0.5        # …or this share of failures…
+  minRequests: 5          # …among at least this many outcomes…
+  windowSize: 20          # …of the last this many…
+  windowMs: 60000         # …within this time
+  cooldownMs: 5000        # open for this long, doubled on each repeated trip…
+  maxCooldownMs: 30000    # …up to this; then one request probes it
+  rateLimitCooldownMs: 5000   # cooldown after a 429 without Retry-After
+
 routes:
   - name: openai
     url: https://api.openai.com/v1
@@ -38,6 +80,9 @@ routes:
     url: https://api.groq.com/openai/v1/chat/completions   # a full endpoint URL
     apiKeyEnv: GROQ_API_KEY
     model: llama-3.3-70b-versatile
+    fallbacks: [gpt-4o-mini]       # the chain for this route's models
+    timeouts:
+      firstTokenMs: 5000           # this provider is fast: give up on it sooner
 
   - name: cloudflare-gateway
     url: https://gateway.ai.cloudflare.com/v1/ACCOUNT/GATEWAY/openai

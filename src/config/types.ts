@@ -1,6 +1,24 @@
 /** The validated, immutable configuration every stage of the gateway receives. */
 
+import type { HealthPolicy } from "../routing/health.js";
+import type { RetryPolicy, Rule } from "../routing/policy.js";
+
 export type SseNoticeMode = "comment" | "event" | "off";
+
+/** How `auto` and groups order their candidates. */
+export type Strategy = "round-robin" | "ordered" | "health";
+
+export interface AttemptTimeouts {
+  readonly connectMs: number;
+  readonly headersMs: number;
+  readonly firstTokenMs: number;
+  readonly idleMs: number;
+}
+
+export interface ModelGroup {
+  readonly models: readonly string[];
+  readonly strategy: Strategy;
+}
 
 export interface Route {
   /** The route's name in routes.yml, or `routes[i]` when it has none. */
@@ -16,6 +34,9 @@ export interface Route {
   readonly apiKey: string;
   /** Extra headers, lower-case names, applied after the client's. */
   readonly headers: Readonly<Record<string, string>>;
+  /** Fallback chain for this route's models. */
+  readonly fallbacks: readonly string[];
+  readonly timeouts: AttemptTimeouts;
   /** Parsed once: the upstream origin and path pieces used by URL joining. */
   readonly origin: string;
   readonly basePath: string;
@@ -25,8 +46,6 @@ export interface Route {
 export interface GatewayConfig {
   readonly host: string;
   readonly port: number;
-  readonly requestTimeoutMs: number;
-  readonly connectTimeoutMs: number;
   readonly maxBodyBytes: number;
   readonly retryStatusCodes: ReadonlySet<number>;
   /** Enabled routes only, in file order. */
@@ -35,8 +54,21 @@ export interface GatewayConfig {
   readonly modelRoutes: ReadonlyMap<string, Route>;
   /** The catch-all route: a `*` route, or the implicit one built from UPSTREAM_BASE_URL. */
   readonly wildcard: Route | undefined;
-  /** Candidates for `model: "auto"`: every enabled route model except `*`, in file order. */
+  /** Candidates for `model: "auto"`: `auto.models`, else every enabled route model except `*`, in file order. */
   readonly autoModels: readonly string[];
+  readonly autoStrategy: Strategy;
+  /** Named groups, callable as a model. */
+  readonly groups: ReadonlyMap<string, ModelGroup>;
+  /** Top-level per-model fallback chains. */
+  readonly fallbacks: ReadonlyMap<string, readonly string[]>;
+  readonly retry: RetryPolicy;
+  readonly breaker: HealthPolicy;
+  /** Classification rules, checked in order. */
+  readonly rules: readonly Rule[];
+  /** Global attempt timeouts (a route may override each). */
+  readonly timeouts: AttemptTimeouts;
+  /** Bound on a whole request. */
+  readonly deadlineMs: number;
   readonly globalFallbackModels: readonly string[];
   readonly modelFallbackMap: Readonly<Record<string, readonly string[]>>;
   readonly notice: { readonly sse: SseNoticeMode; readonly json: boolean };

@@ -1,16 +1,20 @@
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { Dispatcher } from "undici";
 import type { GatewayConfig } from "../config/types.js";
 import type { Logger } from "../observe/logger.js";
-import type { Candidate } from "../routing/plan.js";
-import { classifyError, classifyJsonBody, classifyStatus, type Verdict } from "../upstream/classify.js";
-import { sendAttempt, type UpstreamResponse } from "../upstream/client.js";
+import { healthOf, type Candidate } from "../routing/plan.js";
+import { decide, errorFacts, matchRule, retryAfterMs, type FailureFacts } from "../routing/policy.js";
+import type { RoutingStore } from "../routing/store.js";
+import { sendError } from "../server/errors.js";
+import { awaitFirstEvent } from "../stream/first-event.js";
+import { bodyStatus, type FailureReason } from "../upstream/classify.js";
+import { sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import { upstreamPath } from "../upstream/url.js";
-import { sendError } from "../server/errors.js";
 import { buildNotice, type FailedAttempt } from "./notice.js";
-import { withModel, type BodyInfo } from "./request-body.js";
-import { collect, contentKind, deliver, INSPECT_LIMIT, type Collected } from "./respond.js";
+import { withModel, withoutKey, type BodyInfo } from "./request-body.js";
+import { collect, contentKind, deliver, INSPECT_LIMIT, type Collected, type ContentKind } from "./respond.js";
 
 export interface ProxyRequest {
   readonly method: string;
@@ -34,141 +38,385 @@ export interface Outcome {
   status: number;
 }
 
+export interface Engine {
+  readonly config: GatewayConfig;
+  readonly upstream: UpstreamClient;
+  readonly store: RoutingStore;
+  readonly logger: Logger;
+  /** Clock for health bookkeeping (tests may inject one). */
+  readonly now: () => number;
+}
+
+export class DeadlineError extends Error {
+  override readonly name = "TimeoutError";
+  constructor(ms: number) {
+    super(`the request's deadline of ${ms} ms passed`);
+  }
+}
+
+/** One attempt's result, classified. */
+interface Attempted {
+  readonly response: UpstreamResponse | undefined;
+  readonly kind: ContentKind | undefined;
+  /** Body bytes already read, to relay before the rest. */
+  readonly pending: Collected | undefined;
+  /** Undefined: a success. */
+  readonly failure: FailureFacts | undefined;
+  readonly reason: FailureReason | undefined;
+  readonly detail: string | undefined;
+  readonly latencyMs: number;
+}
+
 /**
- * The attempt loop: try each candidate in order; a retryable outcome (status in
- * the retry set, an error status hidden in a JSON body, a network error, a
- * timeout) moves on to the next candidate before anything reaches the client.
- * The last candidate's answer, whatever it is, is delivered.
+ * The attempt loop: plan → attempt → classify → decide. Each candidate is
+ * tried in order; a transient failure may retry the same model after a
+ * backoff, a failure another model can fix moves on to the next candidate,
+ * and everything else (including the last candidate's answer) is delivered.
+ * Nothing reaches the client before that decision.
  */
 export async function runAttempts(
-  config: GatewayConfig,
-  agent: Dispatcher,
-  logger: Logger,
+  engine: Engine,
   request: ProxyRequest,
-  candidates: readonly Candidate[],
+  plan: { readonly candidates: readonly Candidate[]; readonly interchangeable: boolean },
   res: ServerResponse,
   outcome: Outcome,
 ): Promise<void> {
+  const { config, store, logger } = engine;
+  const started = engine.now();
+  const deadlineAt = started + config.deadlineMs;
+  // One signal for the whole request: the client leaving, or the deadline passing.
+  const controller = new AbortController();
+  const onClientAbort = () => controller.abort(request.signal.reason);
+  request.signal.addEventListener("abort", onClientAbort, { once: true });
+  const deadline = setTimeout(() => controller.abort(new DeadlineError(config.deadlineMs)), config.deadlineMs);
+  const signal = controller.signal;
+
   const failed: FailedAttempt[] = [];
-  const mayInspect = candidates.length > 1;
-  let lastVerdict: Verdict | undefined;
+  const { candidates } = plan;
+  const baseBody = request.bodyInfo?.kind === "json" && request.bodyInfo.models && request.body ? withoutKey(request.body, "models") : request.body;
+  const wantsStream = request.bodyInfo?.kind === "json" && request.bodyInfo.stream === true;
+  let attempts = 0;
+  let last: Attempted | undefined;
 
-  for (let index = 0; index < candidates.length; index++) {
-    const candidate = candidates[index] as Candidate;
-    const hasNext = index < candidates.length - 1;
-    const body =
-      request.body && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
-        ? (withModel(request.body, request.bodyInfo, candidate.model) ?? request.body)
-        : request.body;
-    outcome.attempts = index + 1;
-    outcome.model = candidate.model;
-    outcome.route = candidate.route.name;
+  try {
+    for (let index = 0; index < candidates.length; index++) {
+      const candidate = candidates[index] as Candidate;
+      const health = healthOf(store, candidate);
+      const later = candidates.slice(index + 1);
+      // A candidate taken by another request's half-open probe is skipped, unless it is the last hope.
+      if (health.admission(engine.now()) === "blocked" && later.length > 0) continue;
+      const body =
+        baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
+          ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
+          : baseBody;
+      const attemptTimes: number[] = [];
 
-    let upstream: UpstreamResponse;
-    try {
-      upstream = await sendAttempt(agent, {
-        origin: candidate.route.origin,
-        path: upstreamPath(candidate.route, request.pathname, request.search),
-        method: request.method as Dispatcher.HttpMethod,
-        headers: buildUpstreamHeaders(request.headers, candidate.route, {
-          bodyLength: body === undefined ? undefined : body.length,
-          identityEncoding: mayInspect,
-        }),
-        body,
-        signal: request.signal,
-        timeoutMs: config.requestTimeoutMs,
-      });
-    } catch (error) {
-      if (request.signal.aborted) return;
-      lastVerdict = classifyError(error);
-      recordFailure(logger, failed, candidate, lastVerdict, candidates[index + 1], (error as Error).message);
-      continue;
-    }
+      for (;;) {
+        const now = engine.now();
+        const remainingMs = deadlineAt - now;
+        if (remainingMs <= 0 || signal.aborted) break;
+        attempts++;
+        attemptTimes.push(now);
+        health.begin(now);
+        outcome.attempts = attempts;
+        outcome.model = candidate.model;
+        outcome.route = candidate.route.name;
+        const alternative = later.some((next) => healthOf(store, next).admission(engine.now()) !== "blocked");
 
-    let verdict = classifyStatus(upstream.statusCode, config.retryStatusCodes);
-    let pending: Collected | undefined;
-    const kind = contentKind(upstream.headers);
-    if (verdict.kind === "ok" && hasNext && upstream.statusCode < 300 && kind.json && !kind.encoded && request.method !== "HEAD") {
-      try {
-        pending = await collect(upstream.body, INSPECT_LIMIT);
-      } catch (error) {
-        if (request.signal.aborted) return;
-        lastVerdict = classifyError(error);
-        recordFailure(logger, failed, candidate, lastVerdict, candidates[index + 1], (error as Error).message);
-        continue;
+        last = await attempt(engine, request, candidate, body, signal, remainingMs, {
+          mayInspect: candidates.length > 1,
+          holdFirstEvent: wantsStream && (alternative || attemptTimes.length <= config.retry.retries),
+        });
+        if (signal.aborted && !(signal.reason instanceof DeadlineError)) {
+          last.response?.body.destroy();
+          return;
+        }
+
+        const failure = last.failure;
+        if (!failure) {
+          health.recordSuccess(engine.now(), last.latencyMs);
+          break;
+        }
+        const rule = matchRule(failure, config.rules);
+        const retryAfter = last.response ? retryAfterMs(last.response.headers) : undefined;
+        countHealth(engine, candidate, failure, rule?.action, retryAfter, last.latencyMs);
+        const decision = decide({
+          rule,
+          status: failure.status,
+          retryAfterMs: retryAfter,
+          interchangeable: plan.interchangeable,
+          healthyAlternative: alternative,
+          attemptTimes,
+          now: engine.now(),
+          remainingMs: deadlineAt - engine.now(),
+          policy: config.retry,
+        });
+        if (decision.next === "deliver") break;
+        const next = decision.next === "retry" ? candidate : later[0];
+        if (!next) break;
+        failed.push({ model: candidate.model, route: candidate.route.name, reason: last.reason ?? "status", status: failure.status });
+        logger.warn(
+          {
+            event: decision.next === "retry" ? "retry" : "switch",
+            reason: last.reason,
+            rule: rule?.name,
+            trigger_status: failure.status,
+            from_model: candidate.model,
+            from_route: candidate.route.name,
+            to_model: next.model,
+            to_route: next.route.name,
+            delay_ms: decision.next === "retry" ? decision.delayMs : undefined,
+            detail: last.detail,
+          },
+          decision.next === "retry" ? "retrying model" : "switching model",
+        );
+        discard(last);
+        last = undefined;
+        if (decision.next !== "retry") break;
+        try {
+          await sleep(decision.delayMs, undefined, { signal });
+        } catch {
+          break;
+        }
       }
-      if (pending.complete) verdict = classifyJsonBody(Buffer.concat(pending.chunks, pending.size).toString("utf8"), config.retryStatusCodes);
+
+      if (last && (!last.failure || isDeliverable(engine, last, later.length))) break;
+      if (signal.aborted) break;
     }
 
-    if (verdict.kind === "retryable" && hasNext) {
-      // Reading the rest lets undici keep the connection for the next request.
-      if (!pending?.complete) upstream.body.dump().catch(() => undefined);
-      lastVerdict = verdict;
-      recordFailure(logger, failed, candidate, verdict, candidates[index + 1]);
-      continue;
-    }
-
-    if (request.signal.aborted) {
-      upstream.body.destroy();
+    if (signal.aborted && !(signal.reason instanceof DeadlineError)) {
+      if (last) discard(last);
       return;
     }
-    const gatewayHeaders: Record<string, string> = { "x-gateway-attempt-count": String(index + 1) };
-    if (candidate.model !== null) gatewayHeaders["x-gateway-model-used"] = candidate.model;
-    if (failed.length > 0) gatewayHeaders["x-gateway-switched"] = "1";
-    outcome.switched = failed.length > 0;
-    outcome.status = upstream.statusCode;
-    await deliver(res, config, {
-      upstream,
-      kind,
-      pending,
-      gatewayHeaders,
-      notice: buildNotice(failed, candidate.model, candidate.route.name),
-      method: request.method,
-    });
-    return;
-  }
+    outcome.attempts = attempts;
+    if (last?.response && !(signal.reason instanceof DeadlineError)) {
+      const response = last.response;
+      const model = outcome.model;
+      const switchedFrom = failed.filter((entry) => entry.model !== model);
+      outcome.switched = switchedFrom.length > 0;
+      outcome.status = response.statusCode;
+      const gatewayHeaders: Record<string, string> = { "x-gateway-attempt-count": String(attempts) };
+      if (model !== null) gatewayHeaders["x-gateway-model-used"] = model;
+      if (outcome.switched) gatewayHeaders["x-gateway-switched"] = "1";
+      await deliver(res, config, {
+        upstream: response,
+        kind: last.kind as ContentKind,
+        pending: last.pending,
+        gatewayHeaders,
+        notice: outcome.switched ? buildNotice(switchedFrom, model, outcome.route ?? "") : undefined,
+        method: request.method,
+      });
+      return;
+    }
 
-  // Every candidate failed without an answer to pass on.
-  const timedOut = lastVerdict?.kind === "retryable" && lastVerdict.reason === "timeout";
-  const status = timedOut ? 504 : 502;
-  outcome.status = status;
-  outcome.switched = failed.length > 1;
-  const tried = failed.map((attempt) => `${attempt.model ?? "(passthrough)"} via ${attempt.route}: ${attempt.reason}`).join("; ");
-  sendError(
-    res,
-    status,
-    timedOut ? "upstream_timeout" : "upstream_unreachable",
-    timedOut
-      ? `No upstream answered within REQUEST_TIMEOUT_MS (${config.requestTimeoutMs} ms). Tried: ${tried}.`
-      : `No upstream could be reached. Tried: ${tried}.`,
-    {
-      "x-gateway-attempt-count": String(candidates.length),
-      ...(failed.length > 1 ? { "x-gateway-switched": "1" } : {}),
-    },
-  );
+    // No answer to pass on: every candidate failed without one, or the deadline passed.
+    if (last) discard(last);
+    const deadlinePassed = signal.reason instanceof DeadlineError || engine.now() >= deadlineAt;
+    const timedOut = deadlinePassed || last?.reason === "timeout";
+    const status = timedOut ? 504 : 502;
+    outcome.status = status;
+    outcome.switched = new Set([...failed.map((entry) => entry.model), outcome.model]).size > 1;
+    const tried = [...failed, ...(last?.failure ? [{ model: outcome.model, route: outcome.route, reason: last.reason }] : [])]
+      .map((entry) => `${entry.model ?? "(passthrough)"} via ${entry.route}: ${entry.reason}`)
+      .join("; ");
+    sendError(
+      res,
+      status,
+      deadlinePassed ? "deadline_exceeded" : timedOut ? "upstream_timeout" : "upstream_unreachable",
+      deadlinePassed
+        ? `The request's deadline (timeouts.deadlineMs, ${config.deadlineMs} ms) passed before an upstream answered. Tried: ${tried || "nothing"}.`
+        : timedOut
+          ? `No upstream answered in time. Tried: ${tried}.`
+          : `No upstream could be reached. Tried: ${tried}.`,
+      { "x-gateway-attempt-count": String(attempts), ...(outcome.switched ? { "x-gateway-switched": "1" } : {}) },
+    );
+  } finally {
+    clearTimeout(deadline);
+    request.signal.removeEventListener("abort", onClientAbort);
+  }
 }
 
-function recordFailure(
-  logger: Logger,
-  failed: FailedAttempt[],
+/** A failed attempt is passed to the client when no candidate is left to try and it carries an answer. */
+function isDeliverable(engine: Engine, attempted: Attempted, laterCount: number): boolean {
+  if (!attempted.response) return false;
+  if (laterCount === 0) return true;
+  // A failure whose rule says "final" is delivered at once.
+  const rule = matchRule(attempted.failure as FailureFacts, engine.config.rules);
+  return !rule || rule.action === "final";
+}
+
+function discard(attempted: Attempted): void {
+  const body = attempted.response?.body;
+  if (!body) return;
+  // Reading a small rest lets undici keep the connection for the next request.
+  if (attempted.pending?.complete || body.destroyed) return;
+  body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+}
+
+/** Records the failure in the model's health; failures that are the request's own do not count against the model. */
+function countHealth(engine: Engine, candidate: Candidate, failure: FailureFacts, action: string | undefined, retryAfter: number | undefined, latencyMs: number): void {
+  const now = engine.now();
+  const health = healthOf(engine.store, candidate);
+  const modelFault =
+    failure.kind !== "status" ||
+    failure.status === 429 ||
+    (failure.status !== null && failure.status >= 500) ||
+    (action === "failover" && (failure.status === 401 || failure.status === 403));
+  if (!modelFault) {
+    health.recordSuccess(now, latencyMs);
+    return;
+  }
+  health.recordFailure(now, { latencyMs, rateLimited: failure.status === 429, retryAfterMs: retryAfter });
+  if (failure.kind === "network") {
+    // The route cannot be reached: its other models cannot either.
+    for (const model of candidate.route.models) {
+      if (model !== candidate.model) engine.store.health(candidate.route.name, model).recordFailure(now, { latencyMs });
+    }
+  }
+}
+
+const NETWORK_RESET = new Set(["ECONNRESET", "UND_ERR_SOCKET", "EPIPE", "UND_ERR_CLOSED"]);
+
+async function attempt(
+  engine: Engine,
+  request: ProxyRequest,
   candidate: Candidate,
-  verdict: Verdict,
-  next: Candidate | undefined,
-  detail?: string,
-): void {
-  if (verdict.kind !== "retryable") return;
-  failed.push({ model: candidate.model, route: candidate.route.name, reason: verdict.reason, status: verdict.status });
-  logger.warn(
-    {
-      event: next ? "switch" : "attempt_failed",
-      reason: verdict.reason,
-      trigger_status: verdict.status,
-      from_model: candidate.model,
-      from_route: candidate.route.name,
-      to_model: next?.model,
-      to_route: next?.route.name,
-      detail,
-    },
-    next ? "switching model" : "last candidate failed",
-  );
+  body: Buffer | undefined,
+  signal: AbortSignal,
+  remainingMs: number,
+  options: { mayInspect: boolean; holdFirstEvent: boolean },
+): Promise<Attempted> {
+  const { config } = engine;
+  const route = candidate.route;
+  const started = engine.now();
+  const timeouts = route.timeouts;
+  let response: UpstreamResponse;
+  try {
+    response = await sendAttempt(engine.upstream.dispatcher(route), {
+      origin: route.origin,
+      path: upstreamPath(route, request.pathname, request.search),
+      method: request.method as Dispatcher.HttpMethod,
+      headers: buildUpstreamHeaders(request.headers, route, {
+        bodyLength: body === undefined ? undefined : body.length,
+        identityEncoding: options.mayInspect,
+      }),
+      body,
+      signal,
+      timeoutMs: Math.max(1, Math.min(timeouts.headersMs, remainingMs)),
+      idleMs: timeouts.idleMs,
+    });
+  } catch (error) {
+    return thrown(error, route.apiKey !== "", engine.now() - started);
+  }
+
+  const latencyMs = engine.now() - started;
+  const status = response.statusCode;
+  const kind = contentKind(response.headers);
+  const keyedRoute = route.apiKey !== "";
+  const facts = (overrides: Partial<FailureFacts>): FailureFacts => ({
+    status,
+    codes: [],
+    message: "",
+    kind: "status",
+    keyedRoute,
+    inRetrySet: config.retryStatusCodes.has(status),
+    ...overrides,
+  });
+
+  // Error answers: read them (bounded) for their error code, so the rules can tell a full context from a bad request.
+  if (status >= 400) {
+    let pending: Collected | undefined;
+    let payload: unknown;
+    if (request.method !== "HEAD" && !kind.encoded && !kind.sse) {
+      try {
+        pending = await collect(response.body, INSPECT_LIMIT);
+        if (pending.complete) payload = parseJson(Buffer.concat(pending.chunks, pending.size));
+      } catch (error) {
+        return thrown(error, keyedRoute, latencyMs);
+      }
+    }
+    const { codes, message } = errorFacts(payload);
+    const failure = facts({ codes, message });
+    const rule = matchRule(failure, config.rules);
+    // A status outside every rule is the client's answer, delivered as it is.
+    return { response, kind, pending, failure: rule ? failure : undefined, reason: "status", detail: message || undefined, latencyMs };
+  }
+
+  // A 2xx JSON answer may hide an error status in its body (some providers answer 200 {"error": {"code": 429}}).
+  if (options.mayInspect && status < 300 && kind.json && !kind.encoded && request.method !== "HEAD") {
+    let pending: Collected;
+    try {
+      pending = await collect(response.body, INSPECT_LIMIT);
+    } catch (error) {
+      return thrown(error, keyedRoute, latencyMs);
+    }
+    if (pending.complete) {
+      const payload = parseJson(Buffer.concat(pending.chunks, pending.size));
+      const hidden = bodyStatus(payload, config.retryStatusCodes);
+      if (hidden !== null) {
+        const { codes, message } = errorFacts(payload);
+        return { response, kind, pending, failure: facts({ status: hidden, codes, message, inRetrySet: true }), reason: "body_status", detail: message || undefined, latencyMs };
+      }
+    }
+    return { response, kind, pending, failure: undefined, reason: undefined, detail: undefined, latencyMs };
+  }
+
+  // A stream is held until its first event: one that never starts, ends at once or starts with an error can still fail over.
+  if (options.holdFirstEvent && kind.sse && status < 300) {
+    const waitMs = Math.max(1, Math.min(timeouts.firstTokenMs, remainingMs) - latencyMs);
+    let first;
+    try {
+      first = await awaitFirstEvent(response.body, waitMs);
+    } catch (error) {
+      return thrown(error, keyedRoute, latencyMs);
+    }
+    const pending: Collected = { chunks: first.chunks, size: first.size, complete: false };
+    if (first.timedOut) {
+      return { response, kind, pending, failure: facts({ status: null, kind: "timeout" }), reason: "timeout", detail: `no first event within ${timeouts.firstTokenMs} ms`, latencyMs };
+    }
+    if (first.ended) {
+      return { response, kind, pending, failure: facts({ status: null, kind: "reset" }), reason: "network_error", detail: "the stream ended before its first event", latencyMs };
+    }
+    const payload = first.data === null ? undefined : parseJson(Buffer.from(first.data));
+    if (payload && typeof payload === "object" && "error" in payload && (payload as { error: unknown }).error) {
+      const { codes, message } = errorFacts(payload);
+      const hidden = bodyStatus(payload, new Set(Array.from({ length: 500 }, (_, i) => i + 100))) ?? 500;
+      return {
+        response,
+        kind,
+        pending,
+        failure: facts({ status: hidden, codes, message, inRetrySet: config.retryStatusCodes.has(hidden) || hidden >= 500 }),
+        reason: "body_status",
+        detail: message || "error event before the first token",
+        latencyMs,
+      };
+    }
+    return { response, kind, pending, failure: undefined, reason: undefined, detail: undefined, latencyMs: engine.now() - started };
+  }
+
+  return { response, kind, pending: undefined, failure: undefined, reason: undefined, detail: undefined, latencyMs };
+}
+
+function thrown(error: unknown, keyedRoute: boolean, latencyMs: number): Attempted {
+  const code = (error as { code?: unknown } | null)?.code;
+  const timeout = (error as Error | null)?.name === "TimeoutError" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
+  const reset = typeof code === "string" && NETWORK_RESET.has(code);
+  const kind: FailureFacts["kind"] = timeout ? "timeout" : reset ? "reset" : "network";
+  return {
+    response: undefined,
+    kind: undefined,
+    pending: undefined,
+    failure: { status: null, codes: [], message: (error as Error).message ?? "", kind, keyedRoute, inRetrySet: false },
+    reason: timeout ? "timeout" : "network_error",
+    detail: (error as Error).message,
+    latencyMs,
+  };
+}
+
+function parseJson(buffer: Buffer): unknown {
+  try {
+    return JSON.parse(buffer.toString("utf8"));
+  } catch {
+    return undefined;
+  }
 }

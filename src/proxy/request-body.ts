@@ -5,7 +5,7 @@
  */
 
 export type BodyInfo =
-  | { readonly kind: "json"; readonly model: string | null }
+  | { readonly kind: "json"; readonly model: string | null; readonly models?: readonly string[]; readonly stream?: boolean }
   | { readonly kind: "invalid_json"; readonly message: string }
   | { readonly kind: "multipart"; readonly model: string | null; readonly boundary: string }
   | { readonly kind: "opaque"; readonly model: null };
@@ -47,8 +47,15 @@ function parseJson(body: Buffer): BodyInfo {
   } catch (error) {
     return { kind: "invalid_json", message: `The request body is not valid JSON: ${(error as Error).message}` };
   }
-  const model = value && typeof value === "object" && !Array.isArray(value) ? (value as { model?: unknown }).model : undefined;
-  return { kind: "json", model: typeof model === "string" && model.trim() ? model.trim() : null };
+  if (!value || typeof value !== "object" || Array.isArray(value)) return { kind: "json", model: null };
+  const { model, models, stream } = value as { model?: unknown; models?: unknown; stream?: unknown };
+  const info = { kind: "json" as const, model: typeof model === "string" && model.trim() ? model.trim() : null, ...(stream === true ? { stream } : {}) };
+  if (models === undefined) return info;
+  // OpenRouter's convention: "models" is this request's own fallback chain.
+  if (!Array.isArray(models) || models.some((entry) => typeof entry !== "string" || !entry.trim())) {
+    return { kind: "invalid_json", message: '"models" must be a list of model names: the fallback chain for this request.' };
+  }
+  return { ...info, models: models.map((entry: string) => entry.trim()) };
 }
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -143,16 +150,38 @@ function skipValue(buf: Buffer, i: number): number {
 }
 
 /**
+ * `body` without its top-level `key` member (and the comma that separated it);
+ * every other byte unchanged. The body itself when the key is absent.
+ */
+export function withoutKey(body: Buffer, key: string): Buffer {
+  const member = topLevelMember(body, key);
+  if (!member) return body;
+  const [keyStart, valueEnd, previousEnd] = member;
+  let end = skipWs(body, valueEnd);
+  if (body[end] === COMMA) return Buffer.concat([body.subarray(0, keyStart), body.subarray(skipWs(body, end + 1))]);
+  // The last member: take the comma before it instead.
+  end = valueEnd;
+  return Buffer.concat([body.subarray(0, previousEnd ?? keyStart), body.subarray(end)]);
+}
+
+/**
  * Byte span of the value of top-level `key` in a JSON object, without parsing
  * the rest: the last occurrence, as JSON.parse keeps the last duplicate, and
  * keys written with escapes compared by their decoded text.
  */
 export function topLevelValueSpan(buf: Buffer, key: string): [number, number] | null {
+  const member = topLevelMember(buf, key);
+  return member ? [member[3], member[1]] : null;
+}
+
+/** [key start, value end, end of the previous member's value (undefined for the first), value start] of the last `key` member. */
+function topLevelMember(buf: Buffer, key: string): [number, number, number | undefined, number] | null {
   const wanted = Buffer.from(JSON.stringify(key));
   let i = skipWs(buf, 0);
   if (buf[i] !== OPEN_BRACE) return null;
   i++;
-  let found: [number, number] | null = null;
+  let found: [number, number, number | undefined, number] | null = null;
+  let previousEnd: number | undefined;
   while (i < buf.length) {
     i = skipWs(buf, i);
     if (buf[i] !== QUOTE) return found;
@@ -164,7 +193,8 @@ export function topLevelValueSpan(buf: Buffer, key: string): [number, number] | 
     i = skipWs(buf, i + 1);
     const valueStart = i;
     i = skipValue(buf, i);
-    if (keyMatches(buf, keyStart, keyEnd, wanted, key)) found = [valueStart, i];
+    if (keyMatches(buf, keyStart, keyEnd, wanted, key)) found = [keyStart, i, previousEnd, valueStart];
+    previousEnd = i;
     i = skipWs(buf, i);
     if (buf[i] === COMMA) i++;
     else return found;

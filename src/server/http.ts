@@ -1,21 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { Dispatcher } from "undici";
 import { AUTO_MODEL, WILDCARD_MODEL } from "../config/load.js";
 import type { GatewayConfig } from "../config/types.js";
 import type { Logger } from "../observe/logger.js";
-import { runAttempts, type Outcome } from "../proxy/attempts.js";
+import { runAttempts, type Engine, type Outcome } from "../proxy/attempts.js";
 import { inspectBody, type BodyInfo } from "../proxy/request-body.js";
 import { planCandidates } from "../routing/plan.js";
-import type { RoutingStore } from "../routing/store.js";
 import { readBody, rejectTooLarge } from "./body.js";
 import { sendError, sendJson } from "./errors.js";
 
-export interface ServerDeps {
-  readonly config: GatewayConfig;
-  readonly agent: Dispatcher;
-  readonly store: RoutingStore;
-  readonly logger: Logger;
-}
+export type ServerDeps = Engine;
 
 /** Request targets are parsed against a fixed base: the client can never pick the upstream host. */
 const TARGET_BASE = "http://gateway.invalid";
@@ -76,7 +69,7 @@ async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerRespo
   const readOnly = method === "GET" || method === "HEAD";
 
   if (pathname === "/health" && readOnly) {
-    sendJson(res, 200, healthBody(config), method);
+    sendJson(res, 200, healthBody(deps), method);
     return;
   }
   if (pathname === "/v1/models" && readOnly) {
@@ -145,20 +138,13 @@ async function proxy(
   if (readOnly && body?.length === 0) body = undefined;
   const requestedModel = bodyInfo && bodyInfo.kind !== "invalid_json" ? bodyInfo.model : null;
 
-  const plan = planCandidates(config, deps.store, requestedModel);
+  const requestModels = bodyInfo?.kind === "json" ? bodyInfo.models : undefined;
+  const plan = planCandidates(config, deps.store, requestedModel, requestModels, deps.now());
   if (!plan.ok) {
     sendError(res, plan.status, plan.code, plan.message);
     return requestedModel;
   }
-  await runAttempts(
-    config,
-    deps.agent,
-    deps.logger,
-    { method, pathname, search, headers: req.headers, body, bodyInfo, requestedModel, signal },
-    plan.candidates,
-    res,
-    outcome,
-  );
+  await runAttempts(deps, { method, pathname, search, headers: req.headers, body, bodyInfo, requestedModel, signal }, plan, res, outcome);
   return requestedModel;
 }
 
@@ -180,17 +166,31 @@ function logRequest(logger: Logger, method: string, path: string, requested: str
   );
 }
 
-function healthBody(config: GatewayConfig) {
+function healthBody({ config, store, now }: ServerDeps) {
+  const at = now();
   return {
     status: "ok",
     retryStatusCodes: [...config.retryStatusCodes],
     enabledRouteCount: config.routes.length,
-    models: [...config.modelRoutes].map(([model, route]) => ({ model, route: route.name })),
+    models: [...config.modelRoutes].map(([model, route]) => {
+      const view = store.health(route.name, model).view(at);
+      return {
+        model,
+        route: route.name,
+        state: view.state,
+        cooldown_remaining_ms: view.cooldownRemainingMs,
+        success_rate: view.successRate,
+        p50_latency_ms: view.p50LatencyMs,
+        requests: view.requests,
+        consecutive_failures: view.consecutiveFailures,
+      };
+    }),
+    groups: Object.fromEntries([...config.groups].map(([name, group]) => [name, group.models])),
   };
 }
 
 function modelList(config: GatewayConfig) {
-  const models = config.autoModels.map((id) => ({ id, object: "model", created: 0, owned_by: config.modelRoutes.get(id)?.name ?? "gateway" }));
-  models.push({ id: AUTO_MODEL, object: "model", created: 0, owned_by: "openclaw-autoproxy" });
+  const models = [...config.modelRoutes].map(([id, route]) => ({ id, object: "model", created: 0, owned_by: route.name }));
+  for (const id of [AUTO_MODEL, ...config.groups.keys()]) models.push({ id, object: "model", created: 0, owned_by: "openclaw-autoproxy" });
   return models.filter((model) => model.id !== WILDCARD_MODEL);
 }

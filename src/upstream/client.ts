@@ -1,24 +1,40 @@
 import { Agent, type Dispatcher } from "undici";
-import type { GatewayConfig } from "../config/types.js";
+import type { GatewayConfig, Route } from "../config/types.js";
 
 export type UpstreamResponse = Dispatcher.ResponseData;
 
 /**
- * One keep-alive connection pool per upstream origin (undici's Agent keeps a
- * Pool per origin), shared by every request of a gateway instance.
+ * Keep-alive connection pools, one per upstream origin (undici's Agent keeps a
+ * Pool per origin), shared by every request of a gateway instance. A route
+ * with its own connect timeout gets an Agent of its own, since undici sets that
+ * timeout per Agent.
  */
-export function createUpstreamAgent(config: GatewayConfig): Agent {
-  return new Agent({
-    connections: config.upstream.maxConnections,
-    keepAliveTimeout: config.upstream.keepAliveTimeoutMs,
-    keepAliveMaxTimeout: config.upstream.keepAliveMaxTimeoutMs,
-    connect: { timeout: config.connectTimeoutMs },
-    // Our own timer bounds the wait for headers (REQUEST_TIMEOUT_MS from the
-    // attempt's start, connect included); undici's would start later.
-    headersTimeout: 0,
-    // Streams may pause while a model thinks; this only bounds a silent upstream.
-    bodyTimeout: 300_000,
-  });
+export class UpstreamClient {
+  private readonly agents = new Map<number, Agent>();
+
+  constructor(private readonly config: GatewayConfig) {}
+
+  dispatcher(route: Route): Agent {
+    const connectMs = route.timeouts.connectMs;
+    let agent = this.agents.get(connectMs);
+    if (!agent) {
+      agent = new Agent({
+        connections: this.config.upstream.maxConnections,
+        keepAliveTimeout: this.config.upstream.keepAliveTimeoutMs,
+        keepAliveMaxTimeout: this.config.upstream.keepAliveMaxTimeoutMs,
+        connect: { timeout: connectMs },
+        // The attempt's own timer bounds the wait for headers (connect included).
+        headersTimeout: 0,
+      });
+      this.agents.set(connectMs, agent);
+    }
+    return agent;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.agents.values()].map((agent) => agent.destroy()));
+    this.agents.clear();
+  }
 }
 
 export class AttemptTimeoutError extends Error {
@@ -35,35 +51,41 @@ export interface AttemptRequest {
   method: Dispatcher.HttpMethod;
   headers: Record<string, string | string[]>;
   body: Buffer | undefined;
-  /** Aborted when the client goes away. */
+  /** Aborted when the client goes away or the request's deadline passes. */
   signal: AbortSignal;
+  /** Bound on the wait for response headers, connect included. */
   timeoutMs: number;
+  /** Bound on silence while the body streams. */
+  idleMs: number;
 }
 
 /**
  * Sends one attempt and resolves at response headers. Rejects with
  * AttemptTimeoutError when `timeoutMs` passes first, or with the network error.
- * After headers, the body stays tied to the client's signal: a client that goes
- * away aborts it.
+ * After headers, the body stays tied to `signal`.
  */
-export async function sendAttempt(agent: Dispatcher, request: AttemptRequest): Promise<UpstreamResponse> {
+export async function sendAttempt(dispatcher: Dispatcher, request: AttemptRequest): Promise<UpstreamResponse> {
   const controller = new AbortController();
-  const onClientAbort = () => controller.abort(request.signal.reason);
-  if (request.signal.aborted) onClientAbort();
-  else request.signal.addEventListener("abort", onClientAbort, { once: true });
+  const onAbort = () => controller.abort(request.signal.reason);
+  if (request.signal.aborted) onAbort();
+  else request.signal.addEventListener("abort", onAbort, { once: true });
   const timeout = new AttemptTimeoutError(request.timeoutMs);
   const timer = setTimeout(() => controller.abort(timeout), request.timeoutMs);
   try {
-    return await agent.request({
+    const response = await dispatcher.request({
       origin: request.origin,
       path: request.path,
       method: request.method,
       headers: request.headers,
       body: request.body,
       signal: controller.signal,
+      bodyTimeout: request.idleMs,
     });
+    // The listener must not outlive the body: release it once the body is done.
+    response.body.once("close", () => request.signal.removeEventListener("abort", onAbort));
+    return response;
   } catch (error) {
-    request.signal.removeEventListener("abort", onClientAbort);
+    request.signal.removeEventListener("abort", onAbort);
     if (controller.signal.reason === timeout) throw timeout;
     throw error;
   } finally {

@@ -449,7 +449,7 @@ describe("config: environment", () => {
     const config = ok(yaml);
     assert.equal(config.host, "127.0.0.1");
     assert.equal(config.port, 8787);
-    assert.equal(config.requestTimeoutMs, 60_000);
+    assert.equal(config.timeouts.headersMs, 60_000);
     assert.equal(config.maxBodyBytes, 50 * 1024 * 1024);
     assert.deepEqual(config.globalFallbackModels, []);
     assert.deepEqual(config.modelFallbackMap, {});
@@ -460,7 +460,7 @@ describe("config: environment", () => {
     const config = ok(yaml, { HOST: "0.0.0.0", PORT: "9000", REQUEST_TIMEOUT_MS: "1500", MAX_BODY_BYTES: "2048" });
     assert.equal(config.host, "0.0.0.0");
     assert.equal(config.port, 9000);
-    assert.equal(config.requestTimeoutMs, 1500);
+    assert.equal(config.timeouts.headersMs, 1500);
     assert.equal(config.maxBodyBytes, 2048);
   });
 
@@ -857,7 +857,7 @@ describe("config: loadConfig reads files", () => {
       const { config } = loadConfig({ cwd: dir, env: { PORT: "", A_KEY: "  ", HOST: "" } });
       assert.equal(config.port, 9100);
       assert.equal(config.host, "127.0.0.1");
-      assert.equal(config.requestTimeoutMs, 60_000);
+      assert.equal(config.timeouts.headersMs, 60_000);
       assert.deepEqual([...config.retryStatusCodes].sort(), [412, 429, 500, 502, 503, 504]);
       assert.equal(config.modelRoutes.get("m1")?.apiKey, "");
     });

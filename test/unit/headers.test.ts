@@ -16,6 +16,8 @@ function route(overrides: Partial<Pick<Route, "authHeader" | "authPrefix" | "api
     authPrefix: "Bearer ",
     apiKey: "",
     headers: {},
+    fallbacks: [],
+    timeouts: { connectMs: 1000, headersMs: 1000, firstTokenMs: 1000, idleMs: 1000 },
     ...overrides,
   });
 }

@@ -46,7 +46,7 @@ describe("plan: auto", () => {
   test("candidates are every enabled route model, rotated round-robin across calls", () => {
     const cfg = config(THREE_ROUTES);
     const store = new MemoryStore();
-    const first = planCandidates(cfg, store, "auto");
+    const first = planCandidates(cfg, store, "auto", undefined, 0);
     assert.ok(first.ok);
     assert.equal(first.mode, "auto");
     assert.deepEqual(pairs(first), [
@@ -54,9 +54,9 @@ describe("plan: auto", () => {
       ["b", "rb"],
       ["c", "rb"],
     ]);
-    assert.deepEqual(models(planCandidates(cfg, store, "auto")), ["b", "c", "a"]);
-    assert.deepEqual(models(planCandidates(cfg, store, "auto")), ["c", "a", "b"]);
-    assert.deepEqual(models(planCandidates(cfg, store, "auto")), ["a", "b", "c"]);
+    assert.deepEqual(models(planCandidates(cfg, store, "auto", undefined, 0)), ["b", "c", "a"]);
+    assert.deepEqual(models(planCandidates(cfg, store, "auto", undefined, 0)), ["c", "a", "b"]);
+    assert.deepEqual(models(planCandidates(cfg, store, "auto", undefined, 0)), ["a", "b", "c"]);
   });
 
   test("over many calls each model leads equally often", () => {
@@ -64,14 +64,14 @@ describe("plan: auto", () => {
     const store = new MemoryStore();
     const leads = new Map<string | null, number>();
     for (let i = 0; i < 30; i++) {
-      const lead = models(planCandidates(cfg, store, "auto"))[0] as string | null;
+      const lead = models(planCandidates(cfg, store, "auto", undefined, 0))[0] as string | null;
       leads.set(lead, (leads.get(lead) ?? 0) + 1);
     }
     assert.deepEqual(Object.fromEntries(leads), { a: 10, b: 10, c: 10 });
   });
 
   test('"AUTO" is automatic mode too', () => {
-    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), "AUTO");
+    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), "AUTO", undefined, 0);
     assert.ok(plan.ok);
     assert.equal(plan.mode, "auto");
   });
@@ -80,7 +80,7 @@ describe("plan: auto", () => {
     const cfg = config(WITH_WILDCARD);
     const store = new MemoryStore();
     for (let i = 0; i < 4; i++) {
-      const plan = planCandidates(cfg, store, "auto");
+      const plan = planCandidates(cfg, store, "auto", undefined, 0);
       assert.ok(plan.ok);
       assert.equal(plan.candidates.length, 3);
       for (const c of plan.candidates) {
@@ -91,12 +91,12 @@ describe("plan: auto", () => {
   });
 
   test("disabled route models are not auto candidates", () => {
-    assert.ok(!models(planCandidates(config(THREE_ROUTES), new MemoryStore(), "auto")).includes("d"));
+    assert.ok(!models(planCandidates(config(THREE_ROUTES), new MemoryStore(), "auto", undefined, 0)).includes("d"));
   });
 
   test("auto with no route models is an error", () => {
     for (const yaml of ["routes: []", `routes:\n  - name: star\n    url: https://s.example/v1\n    model: "*"\n`]) {
-      const plan = planCandidates(config(yaml), new MemoryStore(), "auto");
+      const plan = planCandidates(config(yaml), new MemoryStore(), "auto", undefined, 0);
       assert.equal(plan.ok, false);
       assert.ok(!plan.ok);
       assert.ok(plan.status >= 400 && plan.status < 600);
@@ -107,21 +107,21 @@ describe("plan: auto", () => {
 
   test("auto does not use fallback maps", () => {
     const cfg = config(THREE_ROUTES, { GLOBAL_FALLBACK_MODELS: "a", MODEL_FALLBACK_MAP: '{"auto": ["b"]}' });
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "auto")), ["a", "b", "c"]);
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "auto", undefined, 0)), ["a", "b", "c"]);
   });
 
   test("round-robin state is per store", () => {
     const cfg = config(THREE_ROUTES);
     const s1 = new MemoryStore();
-    planCandidates(cfg, s1, "auto");
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "auto")), ["a", "b", "c"]);
-    assert.deepEqual(models(planCandidates(cfg, s1, "auto")), ["b", "c", "a"]);
+    planCandidates(cfg, s1, "auto", undefined, 0);
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "auto", undefined, 0)), ["a", "b", "c"]);
+    assert.deepEqual(models(planCandidates(cfg, s1, "auto", undefined, 0)), ["b", "c", "a"]);
   });
 });
 
 describe("plan: pinned", () => {
   test("a pinned model without fallbacks has one candidate", () => {
-    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), "b");
+    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), "b", undefined, 0);
     assert.ok(plan.ok);
     assert.equal(plan.mode, "pinned");
     assert.deepEqual(pairs(plan), [["b", "rb"]]);
@@ -130,13 +130,13 @@ describe("plan: pinned", () => {
   test("pinned requests do not move the auto cursor or rotate", () => {
     const cfg = config(THREE_ROUTES);
     const store = new MemoryStore();
-    for (let i = 0; i < 3; i++) assert.deepEqual(models(planCandidates(cfg, store, "c")), ["c"]);
-    assert.deepEqual(models(planCandidates(cfg, store, "auto")), ["a", "b", "c"]);
+    for (let i = 0; i < 3; i++) assert.deepEqual(models(planCandidates(cfg, store, "c", undefined, 0)), ["c"]);
+    assert.deepEqual(models(planCandidates(cfg, store, "auto", undefined, 0)), ["a", "b", "c"]);
   });
 
   test("GLOBAL_FALLBACK_MODELS follow a pinned model", () => {
     const cfg = config(THREE_ROUTES, { GLOBAL_FALLBACK_MODELS: "c,a" });
-    assert.deepEqual(pairs(planCandidates(cfg, new MemoryStore(), "b")), [
+    assert.deepEqual(pairs(planCandidates(cfg, new MemoryStore(), "b", undefined, 0)), [
       ["b", "rb"],
       ["c", "rb"],
       ["a", "ra"],
@@ -145,57 +145,57 @@ describe("plan: pinned", () => {
 
   test("MODEL_FALLBACK_MAP wins over GLOBAL_FALLBACK_MODELS for its model", () => {
     const cfg = config(THREE_ROUTES, { GLOBAL_FALLBACK_MODELS: "c", MODEL_FALLBACK_MAP: '{"a": ["b"]}' });
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a")), ["a", "b"]);
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "b")), ["b", "c"], "other models use the global list");
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a", undefined, 0)), ["a", "b"]);
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "b", undefined, 0)), ["b", "c"], "other models use the global list");
   });
 
   test("an empty MODEL_FALLBACK_MAP entry means no fallback, even with a global list", () => {
     const cfg = config(THREE_ROUTES, { GLOBAL_FALLBACK_MODELS: "c", MODEL_FALLBACK_MAP: '{"a": []}' });
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a")), ["a"]);
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a", undefined, 0)), ["a"]);
   });
 
   test("fallback chains are deduplicated and never contain the requested model twice", () => {
     const cfg = config(THREE_ROUTES, { MODEL_FALLBACK_MAP: '{"a": ["a", "b", "b", "c", "a"]}' });
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a")), ["a", "b", "c"]);
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a", undefined, 0)), ["a", "b", "c"]);
   });
 
   test("unroutable fallbacks (unknown or disabled) are skipped", () => {
     const cfg = config(THREE_ROUTES, { GLOBAL_FALLBACK_MODELS: "ghost,d,c" });
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a")), ["a", "c"]);
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a", undefined, 0)), ["a", "c"]);
   });
 
   test('"auto" never appears in a fallback chain', () => {
     const cfg = config(THREE_ROUTES, { GLOBAL_FALLBACK_MODELS: "auto,b", MODEL_FALLBACK_MAP: '{"c": ["AUTO", "a"]}' });
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a")), ["a", "b"]);
-    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "c")), ["c", "a"]);
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "a", undefined, 0)), ["a", "b"]);
+    assert.deepEqual(models(planCandidates(cfg, new MemoryStore(), "c", undefined, 0)), ["c", "a"]);
   });
 
   test("with a wildcard, unknown fallbacks go to the catch-all", () => {
     const cfg = config(WITH_WILDCARD, { GLOBAL_FALLBACK_MODELS: "ghost" });
-    assert.deepEqual(pairs(planCandidates(cfg, new MemoryStore(), "a")), [
+    assert.deepEqual(pairs(planCandidates(cfg, new MemoryStore(), "a", undefined, 0)), [
       ["a", "ra"],
       ["ghost", "star"],
     ]);
   });
 
   test("an unrouted model with a wildcard goes to the catch-all, keeping its name", () => {
-    const plan = planCandidates(config(WITH_WILDCARD), new MemoryStore(), "some-new-model");
+    const plan = planCandidates(config(WITH_WILDCARD), new MemoryStore(), "some-new-model", undefined, 0);
     assert.ok(plan.ok);
     assert.equal(plan.mode, "pinned");
     assert.deepEqual(pairs(plan), [["some-new-model", "star"]]);
   });
 
   test("a model of a disabled route with a wildcard goes to the catch-all", () => {
-    assert.deepEqual(pairs(planCandidates(config(WITH_WILDCARD), new MemoryStore(), "d")), [["d", "star"]]);
+    assert.deepEqual(pairs(planCandidates(config(WITH_WILDCARD), new MemoryStore(), "d", undefined, 0)), [["d", "star"]]);
   });
 
   test("UPSTREAM_BASE_URL serves unrouted models", () => {
     const cfg = config(THREE_ROUTES, { UPSTREAM_BASE_URL: "https://up.example/v1" });
-    assert.deepEqual(pairs(planCandidates(cfg, new MemoryStore(), "other")), [["other", "UPSTREAM_BASE_URL"]]);
+    assert.deepEqual(pairs(planCandidates(cfg, new MemoryStore(), "other", undefined, 0)), [["other", "UPSTREAM_BASE_URL"]]);
   });
 
   test("an unknown model without a wildcard is 404 model_not_found", () => {
-    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), "ghost");
+    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), "ghost", undefined, 0);
     assert.equal(plan.ok, false);
     assert.ok(!plan.ok);
     assert.equal(plan.status, 404);
@@ -204,14 +204,14 @@ describe("plan: pinned", () => {
   });
 
   test("a model of a disabled route without a wildcard is 404", () => {
-    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), "d");
+    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), "d", undefined, 0);
     assert.ok(!plan.ok);
     assert.equal(plan.status, 404);
   });
 
   test("an unknown model with fallbacks is still 404 (its fallbacks do not serve it)", () => {
     const cfg = config(THREE_ROUTES, { MODEL_FALLBACK_MAP: '{"ghost": ["a"]}' });
-    const plan = planCandidates(cfg, new MemoryStore(), "ghost");
+    const plan = planCandidates(cfg, new MemoryStore(), "ghost", undefined, 0);
     assert.ok(!plan.ok);
     assert.equal(plan.status, 404);
   });
@@ -219,20 +219,20 @@ describe("plan: pinned", () => {
 
 describe("plan: no model", () => {
   test("no model + wildcard → passthrough to the catch-all with model null", () => {
-    const plan = planCandidates(config(WITH_WILDCARD), new MemoryStore(), null);
+    const plan = planCandidates(config(WITH_WILDCARD), new MemoryStore(), null, undefined, 0);
     assert.ok(plan.ok);
     assert.equal(plan.mode, "passthrough");
     assert.deepEqual(pairs(plan), [[null, "star"]]);
   });
 
   test("no model + UPSTREAM_BASE_URL → passthrough", () => {
-    const plan = planCandidates(config(THREE_ROUTES, { UPSTREAM_BASE_URL: "https://up.example" }), new MemoryStore(), null);
+    const plan = planCandidates(config(THREE_ROUTES, { UPSTREAM_BASE_URL: "https://up.example" }), new MemoryStore(), null, undefined, 0);
     assert.ok(plan.ok);
     assert.equal(plan.mode, "passthrough");
   });
 
   test("no model and no wildcard → 400 model_required", () => {
-    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), null);
+    const plan = planCandidates(config(THREE_ROUTES), new MemoryStore(), null, undefined, 0);
     assert.ok(!plan.ok);
     assert.equal(plan.status, 400);
     assert.equal(plan.code, "model_required");

@@ -15,6 +15,8 @@ function route(url: string, isBaseUrl: boolean): Route {
     authPrefix: "Bearer ",
     apiKey: "",
     headers: {},
+    fallbacks: [],
+    timeouts: { connectMs: 1000, headersMs: 1000, firstTokenMs: 1000, idleMs: 1000 },
   });
 }
 
