@@ -127,9 +127,14 @@ export async function runAttempts(
           mayInspect: candidates.length > 1,
           holdFirstEvent: wantsStream && (alternative || attemptTimes.length <= config.retry.retries),
         });
-        if (signal.aborted && !(signal.reason instanceof DeadlineError)) {
-          last.response?.body.destroy();
-          return;
+        if (signal.aborted) {
+          // No outcome to judge the model by: the client left, or the deadline passed.
+          health.abandon();
+          if (!(signal.reason instanceof DeadlineError)) {
+            last.response?.body.destroy();
+            return;
+          }
+          break;
         }
 
         const failure = last.failure;

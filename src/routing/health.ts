@@ -87,6 +87,11 @@ export class ModelHealth {
     if (this.state === "half_open") this.probeSince = now;
   }
 
+  /** An attempt that ended without an outcome (the client left): free the probe slot it may hold. */
+  abandon(): void {
+    if (this.state === "half_open") this.probeSince = -1;
+  }
+
   recordSuccess(now: number, latencyMs: number): void {
     this.push({ at: now, ok: true, latencyMs });
     this.consecutive = 0;
