@@ -4,9 +4,15 @@ import { parse as parseDotenv } from "dotenv";
 import { LineCounter, parseDocument, type Document } from "yaml";
 import type { z } from "zod";
 import {
+  attemptTimeoutsShape,
+  autoShape,
+  breakerShape,
   DEFAULT_RETRY_STATUS_CODES,
   envSchema,
+  groupShape,
   noticeShape,
+  retryShape,
+  timeoutsShape,
   routeDefaultsShape,
   routeShape,
   routesFileSchema,
@@ -258,7 +264,16 @@ export function buildConfig(text: string, env: Record<string, string>, meta: Bui
   const globalFallbackModels = envConfig.GLOBAL_FALLBACK_MODELS ?? [];
   const modelFallbackMap = envConfig.MODEL_FALLBACK_MAP ?? {};
   for (const model of [...globalFallbackModels, ...Object.values(modelFallbackMap).flat()]) {
-    if (!isRoutable(model)) warnings.push(`environment: fallback model "${model}" has no enabled route and will be skipped.`);
+    if (!isRoutable(model) && !groups.has(model)) warnings.push(`environment: fallback model "${model}" has no enabled route and will be skipped.`);
+  }
+
+  for (const route of routes) {
+    const index = allRoutes.indexOf(route);
+    for (const entry of route.fallbacks) {
+      if (!isRoutable(entry) && !groups.has(entry)) {
+        warnings.push(`${file}: route "${route.name}" (routes[${index}]) field "fallbacks": "${entry}" has no enabled route and is skipped${locate(["routes", index, "fallbacks"])}`);
+      }
+    }
   }
 
   if (routes.length === 0 && !wildcard) {
@@ -397,8 +412,18 @@ function unknownKeyWarnings(
   check(input, routesFileShape, "", []);
   for (const key of ["defaults", "global", "auth"]) check(input[key], routeDefaultsShape, `${key}: `, [key]);
   check(input.notice, noticeShape, "notice: ", ["notice"]);
+  check(input.retry, retryShape, "retry: ", ["retry"]);
+  check(input.timeouts, timeoutsShape, "timeouts: ", ["timeouts"]);
+  check(input.breaker, breakerShape, "breaker: ", ["breaker"]);
+  check(input.auto, autoShape, "auto: ", ["auto"]);
+  if (input.groups && typeof input.groups === "object") {
+    for (const [name, group] of Object.entries(input.groups)) check(group, groupShape, `groups.${name}: `, ["groups", name]);
+  }
   if (Array.isArray(input.routes)) {
-    input.routes.forEach((route, index) => check(route, routeShape, `${routeLabel(route, index)}: `, ["routes", index]));
+    input.routes.forEach((route, index) => {
+      check(route, routeShape, `${routeLabel(route, index)}: `, ["routes", index]);
+      check((route as { timeouts?: unknown } | null)?.timeouts, attemptTimeoutsShape, `${routeLabel(route, index)} timeouts: `, ["routes", index, "timeouts"]);
+    });
   }
   return warnings;
 }

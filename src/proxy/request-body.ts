@@ -154,6 +154,16 @@ function skipValue(buf: Buffer, i: number): number {
  * every other byte unchanged. The body itself when the key is absent.
  */
 export function withoutKey(body: Buffer, key: string): Buffer {
+  // Duplicates too: each pass removes the last occurrence (bounded by the number of members).
+  for (let out = body, pass = 0; pass < 1000; pass++) {
+    const next = withoutLastKey(out, key);
+    if (next === out) return out;
+    out = next;
+  }
+  return body;
+}
+
+function withoutLastKey(body: Buffer, key: string): Buffer {
   const member = topLevelMember(body, key);
   if (!member) return body;
   const [keyStart, valueEnd, previousEnd] = member;

@@ -55,6 +55,7 @@ export function planCandidates(
   now: number,
 ): Plan {
   const expand = (names: readonly string[]) => names.flatMap((name) => config.groups.get(name)?.models ?? [name]);
+  if (requestModels?.length === 0) requestModels = undefined;
 
   if (requestModels && requestModels.length > 0 && (requested === null || requested.toLowerCase() === AUTO_MODEL || config.groups.has(requested))) {
     // The body's own list replaces auto/group selection: it is the client's chain.
@@ -76,7 +77,7 @@ export function planCandidates(
     if (group.models.length === 0) {
       return { ok: false, status: 404, code: "no_candidates", message: `No enabled route serves any model of "${requested}".` };
     }
-    const ordered = order(group.models, group.strategy, store, requested, now, config);
+    const ordered = order(group.models, group.strategy, store, requested.toLowerCase() === AUTO_MODEL ? AUTO_MODEL : requested, now, config);
     const candidates = withHealth(ordered.map((model) => ({ model, route: config.modelRoutes.get(model) as Route })), store, now, true);
     return { ok: true, mode: requested.toLowerCase() === AUTO_MODEL ? "auto" : "group", interchangeable: true, candidates };
   }

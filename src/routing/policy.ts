@@ -117,9 +117,14 @@ export function retryAfterMs(headers: Record<string, string | string[] | undefin
   const after = first(headers["retry-after"])?.trim();
   if (!after) return undefined;
   if (/^\d+(\.\d+)?$/.test(after)) return Math.ceil(Number(after) * 1000);
+  // Only a real HTTP date (RFC 9110 IMF-fixdate, RFC 850, asctime): Date.parse accepts junk like "x 1".
+  if (!HTTP_DATE.test(after)) return undefined;
   const date = Date.parse(after);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
+
+const HTTP_DATE =
+  /^(?:[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{6,9}, \d{2}-[A-Za-z]{3}-\d{2} \d{2}:\d{2}:\d{2} GMT|[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4})$/;
 
 export interface RetryPolicy {
   /** Retries of the same model on a transient failure (so attempts per model = retries + 1). */
