@@ -1,9 +1,10 @@
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Dispatcher } from "undici";
+import { AUTO_MODEL } from "../config/load.js";
 import type { GatewayConfig } from "../config/types.js";
 import type { Logger } from "../observe/logger.js";
-import { healthOf, type Candidate } from "../routing/plan.js";
+import { healthOf, routeFor, type Candidate } from "../routing/plan.js";
 import { decide, errorFacts, matchRule, retryAfterMs, type FailureFacts } from "../routing/policy.js";
 import type { RoutingStore } from "../routing/store.js";
 import { sendError } from "../server/errors.js";
@@ -157,12 +158,14 @@ export async function runAttempts(
           policy: config.retry,
         });
         if (decision.next === "deliver") break;
-        const next = decision.next === "retry" ? candidate : later[0];
+        // A failure that just opened the breaker ends this model's turn: no retry into an open breaker.
+        const retrySame = decision.next === "retry" && health.view(engine.now()).state !== "open";
+        const next = retrySame ? candidate : later[0];
         if (!next) break;
         failed.push({ model: candidate.model, route: candidate.route.name, reason: last.reason ?? "status", status: failure.status });
         logger.warn(
           {
-            event: decision.next === "retry" ? "retry" : "switch",
+            event: retrySame ? "retry" : "switch",
             reason: last.reason,
             rule: rule?.name,
             trigger_status: failure.status,
@@ -170,14 +173,14 @@ export async function runAttempts(
             from_route: candidate.route.name,
             to_model: next.model,
             to_route: next.route.name,
-            delay_ms: decision.next === "retry" ? decision.delayMs : undefined,
+            delay_ms: retrySame && decision.next === "retry" ? decision.delayMs : undefined,
             detail: last.detail,
           },
-          decision.next === "retry" ? "retrying model" : "switching model",
+          retrySame ? "retrying model" : "switching model",
         );
         discard(last);
         last = undefined;
-        if (decision.next !== "retry") break;
+        if (!retrySame || decision.next !== "retry") break;
         try {
           await sleep(decision.delayMs, undefined, { signal });
         } catch {
@@ -198,6 +201,12 @@ export async function runAttempts(
       const response = last.response;
       const model = outcome.model;
       const switchedFrom = failed.filter((entry) => entry.model !== model);
+      const requested = request.requestedModel;
+      const pinnedModel = requested !== null && requested.toLowerCase() !== AUTO_MODEL && !config.groups.has(requested);
+      if (switchedFrom.length === 0 && pinnedModel && model !== null && model !== requested) {
+        // The pinned model was left out of the plan (cooling down or breaker open): still a switch for the client.
+        switchedFrom.push({ model: requested, route: routeFor(config, requested)?.name ?? "", reason: "cooldown", status: null });
+      }
       outcome.switched = switchedFrom.length > 0;
       outcome.status = response.statusCode;
       const gatewayHeaders: Record<string, string> = { "x-gateway-attempt-count": String(attempts) };
@@ -252,9 +261,13 @@ function isDeliverable(engine: Engine, attempted: Attempted, laterCount: number)
 
 function discard(attempted: Attempted): void {
   const body = attempted.response?.body;
-  if (!body) return;
-  // Reading a small rest lets undici keep the connection for the next request.
-  if (attempted.pending?.complete || body.destroyed) return;
+  if (!body || body.destroyed || attempted.pending?.complete) return;
+  // An abandoned stream is cut at once: left to run, the model would go on generating (and billing).
+  if (attempted.kind?.sse || attempted.reason === "timeout") {
+    body.destroy();
+    return;
+  }
+  // Reading the rest of a small error body lets undici keep the connection for the next request.
   body.dump({ limit: 64 * 1024 }).catch(() => undefined);
 }
 

@@ -3,7 +3,8 @@
  * functions over data: the attempt loop asks, these answer.
  */
 
-export type FailureReason = "status" | "body_status" | "network_error" | "timeout";
+/** Why a candidate was left behind; `cooldown`: it was not tried at all (cooling down or breaker open). */
+export type FailureReason = "status" | "body_status" | "network_error" | "timeout" | "cooldown";
 
 export type Verdict =
   | { readonly kind: "ok" }

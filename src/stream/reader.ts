@@ -1,0 +1,90 @@
+import type { Readable } from "node:stream";
+import { SseParser, type SseEvent } from "./sse.js";
+
+export class StreamTimeoutError extends Error {
+  override readonly name = "TimeoutError";
+  constructor(readonly what: "first_token" | "idle", ms: number) {
+    super(what === "first_token" ? `no first token within ${ms} ms` : `the stream was silent for ${ms} ms`);
+  }
+}
+
+/**
+ * Pulls SSE events from an upstream body one at a time, reading only as fast
+ * as they are consumed (the body stays paused in between, so backpressure
+ * reaches the upstream). Timeouts apply to events, not bytes: a stream that
+ * trickles comments or half events still times out.
+ */
+export class EventReader {
+  private readonly parser = new SseParser();
+  private readonly queue: SseEvent[] = [];
+  private ended = false;
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+  /** Every byte read from the body, in order, while `record` is on (held output, relayed at commit). */
+  readonly held: Buffer[] = [];
+  private record = true;
+
+  constructor(private readonly body: Readable) {
+    body.on("data", (chunk: Buffer) => {
+      if (this.record) this.held.push(chunk);
+      const events = this.parser.push(chunk);
+      if (events.length > 0) {
+        this.queue.push(...events);
+        body.pause();
+      }
+      this.wake?.();
+    });
+    body.on("end", () => {
+      this.queue.push(...this.parser.end());
+      this.ended = true;
+      this.wake?.();
+    });
+    body.on("error", (error: Error) => {
+      this.failure = error;
+      this.wake?.();
+    });
+    body.pause();
+  }
+
+  /** Stops keeping a copy of the raw bytes (once they have been relayed). */
+  stopRecording(): void {
+    this.record = false;
+    this.held.length = 0;
+  }
+
+  /**
+   * The next event, or null at the end of the stream. Rejects with the body's
+   * error, or StreamTimeoutError when no event comes within `timeoutMs`.
+   */
+  async next(timeoutMs: number | undefined, what: "first_token" | "idle" = "idle"): Promise<SseEvent | null> {
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        this.wake?.();
+      }, timeoutMs);
+    }
+    try {
+      for (;;) {
+        const event = this.queue.shift();
+        if (event) return event;
+        if (this.failure) throw this.failure;
+        if (this.ended) return null;
+        if (timedOut) throw new StreamTimeoutError(what, timeoutMs as number);
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          this.body.resume();
+        });
+        this.wake = undefined;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stops reading and releases the upstream request. */
+  destroy(): void {
+    this.body.destroy();
+  }
+}
