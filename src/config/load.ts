@@ -225,6 +225,7 @@ export function buildConfig(text: string, env: Record<string, string>, meta: Bui
       apiKey: envConfig.UPSTREAM_API_KEY ?? "",
       headers: {},
       fallbacks: [],
+      prefill: false,
       timeouts,
     });
   }
@@ -383,6 +384,7 @@ function resolveRoute(
     apiKey,
     headers,
     fallbacks: route.fallbacks ?? [],
+    prefill: route.prefill ?? false,
     timeouts: { ...timeouts, ...definedOnly(route.timeouts ?? {}) },
   });
 }

@@ -78,6 +78,8 @@ export const routeShape = {
   }).transform((value) => value.trim()),
   model: modelList.optional(),
   models: modelList.optional(),
+  /** The upstream accepts a trailing assistant message and continues it: a cut stream may be resumed that way. */
+  prefill: z.boolean({ error: "must be true or false" }).optional(),
   /** Fallback chain for every model of this route (a top-level `fallbacks` entry for the model wins). */
   fallbacks: modelNames.optional(),
   timeouts: z.object(attemptTimeoutsShape, { error: "must be a mapping of timeouts" }).optional(),

@@ -81,6 +81,7 @@ routes:
     apiKeyEnv: GROQ_API_KEY
     model: llama-3.3-70b-versatile
     fallbacks: [gpt-4o-mini]       # the chain for this route's models
+    prefill: false                 # true: a cut stream may be resumed by sending the partial answer back
     timeouts:
       firstTokenMs: 5000           # this provider is fast: give up on it sooner
 

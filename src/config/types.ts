@@ -34,6 +34,8 @@ export interface Route {
   readonly apiKey: string;
   /** Extra headers, lower-case names, applied after the client's. */
   readonly headers: Readonly<Record<string, string>>;
+  /** The upstream continues a trailing assistant message (continuation by prefill). */
+  readonly prefill: boolean;
   /** Fallback chain for this route's models. */
   readonly fallbacks: readonly string[];
   readonly timeouts: AttemptTimeouts;

@@ -14,7 +14,11 @@ import { sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import { upstreamPath } from "../upstream/url.js";
 import { buildNotice, type FailedAttempt } from "./notice.js";
-import { withModel, withoutKey, type BodyInfo } from "./request-body.js";
+import { withAssistantPrefix, withModel, withoutKey, type BodyInfo } from "./request-body.js";
+import { relayChatStream } from "./chat-stream.js";
+import { EventReader, StreamTimeoutError } from "../stream/reader.js";
+import type { SseEvent } from "../stream/sse.js";
+import { ChatTranscript, isContentChunk } from "../stream/transcript.js";
 import { collect, contentKind, deliver, INSPECT_LIMIT, type Collected, type ContentKind } from "./respond.js";
 
 export interface ProxyRequest {
@@ -58,6 +62,10 @@ export class DeadlineError extends Error {
 /** One attempt's result, classified. */
 interface Attempted {
   readonly response: UpstreamResponse | undefined;
+  /** A Chat Completions stream read up to its first real output (the commit point). */
+  readonly stream?: { readonly reader: EventReader; readonly held: SseEvent[]; readonly transcript: ChatTranscript };
+  /** An error event a stream opened with: answered as an HTTP error when no candidate is left. */
+  readonly errorEvent?: { readonly status: number; readonly error: unknown };
   readonly kind: ContentKind | undefined;
   /** Body bytes already read, to relay before the rest. */
   readonly pending: Collected | undefined;
@@ -96,8 +104,15 @@ export async function runAttempts(
   const { candidates } = plan;
   const baseBody = request.bodyInfo?.kind === "json" && request.bodyInfo.models && request.body ? withoutKey(request.body, "models") : request.body;
   const wantsStream = request.bodyInfo?.kind === "json" && request.bodyInfo.stream === true;
+  // Chat Completions streams are relayed event by event, with their integrity guarded past the first token.
+  const chatStream = wantsStream && request.pathname.endsWith("/chat/completions");
+  const bodyFor = (candidate: Candidate) =>
+    baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
+      ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
+      : baseBody;
   let attempts = 0;
   let last: Attempted | undefined;
+  let lastIndex = 0;
 
   try {
     for (let index = 0; index < candidates.length; index++) {
@@ -106,11 +121,9 @@ export async function runAttempts(
       const later = candidates.slice(index + 1);
       // A candidate taken by another request's half-open probe is skipped, unless it is the last hope.
       if (health.admission(engine.now()) === "blocked" && later.length > 0) continue;
-      const body =
-        baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
-          ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
-          : baseBody;
+      const body = bodyFor(candidate);
       const attemptTimes: number[] = [];
+      lastIndex = index;
 
       for (;;) {
         const now = engine.now();
@@ -126,7 +139,8 @@ export async function runAttempts(
 
         last = await attempt(engine, request, candidate, body, signal, remainingMs, {
           mayInspect: candidates.length > 1,
-          holdFirstEvent: wantsStream && (alternative || attemptTimes.length <= config.retry.retries),
+          firstTokenBound: wantsStream && (alternative || attemptTimes.length <= config.retry.retries),
+          chatStream,
         });
         if (signal.aborted) {
           // No outcome to judge the model by: the client left, or the deadline passed.
@@ -212,6 +226,8 @@ export async function runAttempts(
       const gatewayHeaders: Record<string, string> = { "x-gateway-attempt-count": String(attempts) };
       if (model !== null) gatewayHeaders["x-gateway-model-used"] = model;
       if (outcome.switched) gatewayHeaders["x-gateway-switched"] = "1";
+      const stream = last.stream;
+      const answering = candidates[lastIndex] as Candidate;
       await deliver(res, config, {
         upstream: response,
         kind: last.kind as ContentKind,
@@ -219,12 +235,69 @@ export async function runAttempts(
         gatewayHeaders,
         notice: outcome.switched ? buildNotice(switchedFrom, model, outcome.route ?? "") : undefined,
         method: request.method,
+        relayBody: stream
+          ? (out) =>
+              relayChatStream(out, { ...stream, candidate: answering }, {
+                candidates: [answering, ...candidates.slice(lastIndex + 1)],
+                open: async (next, mode, partial) => {
+                  const remaining = deadlineAt - engine.now();
+                  if (remaining <= 0) return undefined;
+                  attempts++;
+                  outcome.attempts = attempts;
+                  let body = bodyFor(next);
+                  if (mode === "prefill" && body) body = withAssistantPrefix(body, partial);
+                  let reopened: UpstreamResponse;
+                  try {
+                    reopened = await sendAttempt(engine.upstream.dispatcher(next.route), {
+                      origin: next.route.origin,
+                      path: upstreamPath(next.route, request.pathname, request.search),
+                      method: request.method as Dispatcher.HttpMethod,
+                      headers: buildUpstreamHeaders(request.headers, next.route, { bodyLength: body?.length, identityEncoding: true }),
+                      body,
+                      signal,
+                      timeoutMs: Math.max(1, Math.min(next.route.timeouts.headersMs, remaining)),
+                      idleMs: next.route.timeouts.idleMs,
+                    });
+                  } catch {
+                    healthOf(store, next).recordFailure(engine.now());
+                    return undefined;
+                  }
+                  if (reopened.statusCode >= 300 || !contentKind(reopened.headers).sse) {
+                    logger.warn({ event: "stream_recovery_refused", mode, model: next.model, route: next.route.name, status: reopened.statusCode }, "recovery attempt refused");
+                    reopened.body.destroy();
+                    return undefined;
+                  }
+                  outcome.model = next.model;
+                  outcome.route = next.route.name;
+                  return new EventReader(reopened.body);
+                },
+                idleMs: (current) => current.route.timeouts.idleMs,
+                remainingMs: () => deadlineAt - engine.now(),
+                onFailure: (current) => healthOf(store, current).recordFailure(engine.now()),
+                logger,
+                maxRecoveries: 2,
+              })
+          : undefined,
       });
       return;
     }
 
     // No answer to pass on: every candidate failed without one, or the deadline passed.
     if (last) discard(last);
+    if (last?.errorEvent && !(signal.reason instanceof DeadlineError)) {
+      // The stream opened with an error event and nothing is left to try: the client gets it as an HTTP error.
+      outcome.status = last.errorEvent.status;
+      const error = last.errorEvent.error;
+      const body = JSON.stringify({ error: typeof error === "object" && error !== null ? error : { message: String(error), type: "upstream_error", code: null } });
+      res.writeHead(outcome.status, {
+        "content-type": "application/json; charset=utf-8",
+        "content-length": Buffer.byteLength(body),
+        "x-gateway-attempt-count": String(attempts),
+        ...(outcome.model !== null ? { "x-gateway-model-used": outcome.model } : {}),
+      });
+      res.end(body);
+      return;
+    }
     const deadlinePassed = signal.reason instanceof DeadlineError || engine.now() >= deadlineAt;
     const timedOut = deadlinePassed || last?.reason === "timeout";
     const status = timedOut ? 504 : 502;
@@ -260,6 +333,7 @@ function isDeliverable(engine: Engine, attempted: Attempted, laterCount: number)
 }
 
 function discard(attempted: Attempted): void {
+  attempted.stream?.reader.destroy();
   const body = attempted.response?.body;
   if (!body || body.destroyed || attempted.pending?.complete) return;
   // An abandoned stream is cut at once: left to run, the model would go on generating (and billing).
@@ -302,7 +376,7 @@ async function attempt(
   body: Buffer | undefined,
   signal: AbortSignal,
   remainingMs: number,
-  options: { mayInspect: boolean; holdFirstEvent: boolean },
+  options: { mayInspect: boolean; firstTokenBound: boolean; chatStream: boolean },
 ): Promise<Attempted> {
   const { config } = engine;
   const route = candidate.route;
@@ -379,8 +453,14 @@ async function attempt(
     return { response, kind, pending, failure: undefined, reason: undefined, detail: undefined, latencyMs };
   }
 
-  // A stream is held until its first event: one that never starts, ends at once or starts with an error can still fail over.
-  if (options.holdFirstEvent && kind.sse && status < 300) {
+  // A Chat Completions stream is held until its first real output (text, reasoning or a tool call): until then
+  // an error event, a stall or a cut can still fail over invisibly.
+  if (options.chatStream && kind.sse && status < 300) {
+    return holdChatStream(response, kind, options.firstTokenBound ? started + Math.min(timeouts.firstTokenMs, remainingMs) : undefined, engine, facts, started);
+  }
+
+  // Other streams are held until their first event, when another candidate could take over.
+  if (options.firstTokenBound && kind.sse && status < 300) {
     const waitMs = Math.max(1, Math.min(timeouts.firstTokenMs, remainingMs) - latencyMs);
     let first;
     try {
@@ -398,7 +478,7 @@ async function attempt(
     const payload = first.data === null ? undefined : parseJson(Buffer.from(first.data));
     if (payload && typeof payload === "object" && "error" in payload && (payload as { error: unknown }).error) {
       const { codes, message } = errorFacts(payload);
-      const hidden = bodyStatus(payload, new Set(Array.from({ length: 500 }, (_, i) => i + 100))) ?? 500;
+      const hidden = bodyStatus(payload, ANY_STATUS) ?? 500;
       return {
         response,
         kind,
@@ -414,6 +494,79 @@ async function attempt(
 
   return { response, kind, pending: undefined, failure: undefined, reason: undefined, detail: undefined, latencyMs };
 }
+
+async function holdChatStream(
+  response: UpstreamResponse,
+  kind: ContentKind,
+  firstTokenBy: number | undefined,
+  engine: Engine,
+  facts: (overrides: Partial<FailureFacts>) => FailureFacts,
+  started: number,
+): Promise<Attempted> {
+  const reader = new EventReader(response.body);
+  const held: SseEvent[] = [];
+  let heldBytes = 0;
+  const transcript = new ChatTranscript();
+  // A stream that failed before its first token has no answer to pass on: it is never delivered.
+  const fail = (failure: FailureFacts, reason: FailureReason, detail: string, errorEvent?: Attempted["errorEvent"]): Attempted => ({
+    response: undefined,
+    kind,
+    pending: undefined,
+    stream: { reader, held, transcript },
+    failure,
+    reason,
+    detail,
+    latencyMs: engine.now() - started,
+    errorEvent,
+  });
+  for (;;) {
+    let event: SseEvent | null;
+    try {
+      event = await reader.next(firstTokenBy === undefined ? undefined : Math.max(1, firstTokenBy - engine.now()), "first_token");
+    } catch (error) {
+      if (error instanceof StreamTimeoutError) return fail(facts({ status: null, kind: "timeout" }), "timeout", error.message);
+      return { ...thrown(error, false, engine.now() - started), stream: { reader, held, transcript } };
+    }
+    if (event === null) return fail(facts({ status: null, kind: "reset" }), "network_error", "the stream ended before its first token");
+    if (event.data === undefined) {
+      held.push(event);
+      continue;
+    }
+    if (event.data.trim() === "[DONE]") {
+      held.push(event);
+      break;
+    }
+    let chunk: unknown;
+    try {
+      chunk = JSON.parse(event.data);
+    } catch {
+      continue; // malformed: dropped, never relayed
+    }
+    if (!chunk || typeof chunk !== "object" || Array.isArray(chunk)) continue;
+    const record = chunk as Record<string, unknown>;
+    if (record.error) {
+      const { codes, message } = errorFacts(record);
+      const hidden = bodyStatus(record, ANY_STATUS) ?? 500;
+      return fail(
+        facts({ status: hidden, codes, message, inRetrySet: engine.config.retryStatusCodes.has(hidden) || hidden >= 500 }),
+        "body_status",
+        message || "an error event before the first token",
+        { status: hidden >= 400 ? hidden : 502, error: record.error },
+      );
+    }
+    held.push(event);
+    heldBytes += event.raw.length;
+    transcript.apply(record);
+    // Commit on real output, on a finished choice, on a shape this check does not know (no `choices`),
+    // or once the held bytes reach the bound: holding is never unbounded.
+    if (!Array.isArray(record.choices) || isContentChunk(record) || transcript.finishedAny() || heldBytes > MAX_HELD_BYTES) break;
+  }
+  return { response, kind, pending: undefined, stream: { reader, held, transcript }, failure: undefined, reason: undefined, detail: undefined, latencyMs: engine.now() - started };
+}
+
+const MAX_HELD_BYTES = 1024 * 1024;
+
+const ANY_STATUS: ReadonlySet<number> = new Set(Array.from({ length: 500 }, (_, i) => i + 100));
 
 function thrown(error: unknown, keyedRoute: boolean, latencyMs: number): Attempted {
   const code = (error as { code?: unknown } | null)?.code;

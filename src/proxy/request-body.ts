@@ -150,6 +150,16 @@ function skipValue(buf: Buffer, i: number): number {
 }
 
 /**
+ * A Chat Completions body with the partial answer appended as a trailing
+ * assistant message, for an upstream that continues it (continuation by prefill).
+ */
+export function withAssistantPrefix(body: Buffer, partial: string): Buffer {
+  const value = JSON.parse(body.toString("utf8")) as { messages?: unknown[] };
+  const messages = Array.isArray(value.messages) ? value.messages : [];
+  return Buffer.from(JSON.stringify({ ...value, messages: [...messages, { role: "assistant", content: partial }] }));
+}
+
+/**
  * `body` without its top-level `key` member (and the comma that separated it);
  * every other byte unchanged. The body itself when the key is absent.
  */

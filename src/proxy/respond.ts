@@ -71,6 +71,8 @@ export interface Delivery {
   readonly gatewayHeaders: Record<string, string>;
   readonly notice: GatewayNotice | undefined;
   readonly method: string;
+  /** Writes the body instead of piping the upstream's (a stream the gateway relays event by event). */
+  readonly relayBody?: (res: ServerResponse) => Promise<void>;
 }
 
 /**
@@ -99,7 +101,7 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
     if (pending.complete) replacement = jsonWithNotice(Buffer.concat(pending.chunks, pending.size), notice);
   }
 
-  const headers = relayResponseHeaders(upstream.headers, replacement !== undefined || prefix !== undefined);
+  const headers = relayResponseHeaders(upstream.headers, replacement !== undefined || prefix !== undefined || delivery.relayBody !== undefined);
   Object.assign(headers, delivery.gatewayHeaders);
 
   if (replacement) {
@@ -111,6 +113,7 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
 
   res.writeHead(upstream.statusCode, headers);
   if (prefix) res.write(prefix);
+  if (delivery.relayBody) return delivery.relayBody(res);
   if (pending) {
     for (const chunk of pending.chunks) res.write(chunk);
     if (pending.complete) {

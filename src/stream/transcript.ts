@@ -83,6 +83,24 @@ export class ChatTranscript {
     }
   }
 
+  /** A deep copy: a replay is checked against what was sent when the failure happened. */
+  clone(): ChatTranscript {
+    const copy = new ChatTranscript();
+    copy.id = this.id;
+    for (const [index, state] of this.choices) {
+      const toolCalls = new Map<number, ToolCallState>();
+      for (const [callIndex, call] of state.toolCalls) toolCalls.set(callIndex, { ...call });
+      copy.choices.set(index, { text: new Map(state.text), toolCalls, role: state.role, finish: state.finish });
+    }
+    return copy;
+  }
+
+  /** Some choice has a finish_reason. */
+  finishedAny(): boolean {
+    for (const state of this.choices.values()) if (state.finish !== null) return true;
+    return false;
+  }
+
   /** Every choice that started has a finish_reason: the answer is complete. */
   finished(): boolean {
     if (this.choices.size === 0) return false;
@@ -115,8 +133,11 @@ export type ReplayVerdict =
  */
 export class ReplayVerifier {
   private readonly replay = new ChatTranscript();
+  private readonly committed: ChatTranscript;
 
-  constructor(private readonly committed: ChatTranscript) {}
+  constructor(committed: ChatTranscript) {
+    this.committed = committed.clone();
+  }
 
   feed(chunk: Json): ReplayVerdict {
     const out: Json = { ...chunk };
@@ -131,8 +152,7 @@ export class ReplayVerifier {
       if (verdict.choice) choices.push(verdict.choice);
     }
     this.replay.apply(chunk);
-    const hasOther = Object.keys(chunk).some((key) => key === "usage" && chunk.usage);
-    if (choices.length === 0 && !hasOther) return { kind: "hold" };
+    if (choices.length === 0 && !chunk.usage) return { kind: "hold" };
     out.choices = choices;
     return { kind: "emit", chunk: out };
   }

@@ -397,7 +397,10 @@ describe("a client that goes away aborts its upstream request", () => {
     const mock = await useMock(t, (req, res) => {
       res.on("close", () => upstreamClosed.resolve());
       res.writeHead(200, { "content-type": "text/event-stream" });
-      res.write(chatCompletionEvents(String(req.json?.model), ["first "], "chatcmpl-slow")[0]);
+      // The role chunk and the first token: the gateway holds a stream until its first real output.
+      const events = chatCompletionEvents(String(req.json?.model), ["first "], "chatcmpl-slow");
+      res.write(events[0]);
+      res.write(events[1]);
     });
     const gw = await useGateway(t, `routes:\n  - name: r\n    url: ${mock.origin}/v1\n    isBaseUrl: true\n    model: [m, n]\n`);
     const controller = new AbortController();

@@ -17,6 +17,7 @@ function route(overrides: Partial<Pick<Route, "authHeader" | "authPrefix" | "api
     apiKey: "",
     headers: {},
     fallbacks: [],
+    prefill: false,
     timeouts: { connectMs: 1000, headersMs: 1000, firstTokenMs: 1000, idleMs: 1000 },
     ...overrides,
   });

@@ -16,6 +16,7 @@ function route(url: string, isBaseUrl: boolean): Route {
     apiKey: "",
     headers: {},
     fallbacks: [],
+    prefill: false,
     timeouts: { connectMs: 1000, headersMs: 1000, firstTokenMs: 1000, idleMs: 1000 },
   });
 }

@@ -1,0 +1,220 @@
+import type { ServerResponse } from "node:http";
+import type { Logger } from "../observe/logger.js";
+import type { Candidate } from "../routing/plan.js";
+import { EventReader, StreamTimeoutError } from "../stream/reader.js";
+import type { SseEvent } from "../stream/sse.js";
+import { ChatTranscript, ReplayVerifier } from "../stream/transcript.js";
+import { sseError } from "./notice.js";
+
+/**
+ * A Chat Completions stream the client has started to receive. Past this
+ * point a failure can no longer be hidden by failing over; it is either
+ * completed seamlessly or reported in-band, never ended as if complete.
+ */
+export interface CommittedStream {
+  readonly reader: EventReader;
+  readonly candidate: Candidate;
+  /** Events read before the commit, relayed first. */
+  readonly held: readonly SseEvent[];
+  /** What those events said. */
+  readonly transcript: ChatTranscript;
+}
+
+/** Opens a fresh stream for recovery; undefined when the upstream would not start one. */
+export type StreamOpener = (candidate: Candidate, mode: "replay" | "prefill", partial: string) => Promise<EventReader | undefined>;
+
+export interface RecoveryOptions {
+  /** Where a replay may run, in order: the same model first, then the plan's later candidates. */
+  readonly candidates: readonly Candidate[];
+  readonly open: StreamOpener;
+  readonly idleMs: (candidate: Candidate) => number;
+  /** Milliseconds left before the request's deadline. */
+  readonly remainingMs: () => number;
+  /** Called with each mid-stream failure, for health. */
+  readonly onFailure: (candidate: Candidate) => void;
+  readonly logger: Logger;
+  /** Recovery attempts allowed for one request. */
+  readonly maxRecoveries: number;
+}
+
+type Mode = { kind: "direct" } | { kind: "replay"; verifier: ReplayVerifier } | { kind: "continue" };
+
+const DONE = Buffer.from("data: [DONE]\n\n");
+
+/**
+ * Relays a committed stream event by event. A cut, a stall or an error event
+ * triggers recovery: replay-and-verify on the same model or the next candidate
+ * (its output is held until it has reproduced what was sent, then only the
+ * rest is streamed), then continuation by prefill on routes that allow it.
+ * When nothing recovers, the stream ends with an OpenAI-style error event.
+ */
+export async function relayChatStream(res: ServerResponse, stream: CommittedStream, options: RecoveryOptions): Promise<void> {
+  const transcript = stream.transcript;
+  let reader = stream.reader;
+  let candidate = stream.candidate;
+  // Declared wide: recover() changes it from a nested function, which narrowing cannot see.
+  let mode = { kind: "direct" } as Mode;
+  let malformed = 0;
+  let recoveries = 0;
+  let originalFailure: string | undefined;
+
+  const write = async (data: Buffer | string): Promise<boolean> => {
+    if (res.destroyed) return false;
+    if (res.write(data)) return true;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        res.off("drain", done);
+        res.off("close", done);
+        resolve();
+      };
+      res.on("drain", done);
+      res.on("close", done);
+    });
+    return !res.destroyed;
+  };
+  const finish = (tail?: Buffer) => {
+    reader.destroy();
+    if (!res.writableEnded && !res.destroyed) res.end(tail);
+  };
+  // The client leaving ends the upstream stream at once.
+  const onClose = () => reader.destroy();
+  res.on("close", onClose);
+
+  try {
+    for (const event of stream.held) if (!(await write(event.raw))) return;
+
+    for (;;) {
+      let failure: string | undefined;
+      let event: SseEvent | null = null;
+      try {
+        event = await reader.next(options.idleMs(candidate));
+      } catch (error) {
+        failure = error instanceof StreamTimeoutError ? error.message : `the upstream stream failed: ${(error as Error).message}`;
+      }
+      if (res.destroyed) return;
+
+      if (!failure && event === null) {
+        // A stream with no chat-shaped chunk cannot be judged complete or cut: its end is its end.
+        if (transcript.choices.size === 0) {
+          finish();
+          return;
+        }
+        if (transcript.finished()) {
+          // Ended without [DONE], but the answer is complete: end promptly and properly.
+          finish(DONE);
+          return;
+        }
+        failure = "the upstream stream ended before the answer was complete";
+      }
+
+      let chunk: Record<string, unknown> | undefined;
+      if (!failure && event) {
+        if (event.data === undefined) {
+          if (!(await write(event.raw))) return;
+          continue;
+        }
+        if (event.data.trim() === "[DONE]") {
+          if (mode.kind === "replay" && !transcript.finished()) {
+            failure = "the replay ended before reproducing what was sent";
+          } else {
+            finish(DONE);
+            return;
+          }
+        } else {
+          try {
+            chunk = JSON.parse(event.data) as Record<string, unknown>;
+          } catch {
+            malformed++;
+            continue;
+          }
+          if (!chunk || typeof chunk !== "object" || Array.isArray(chunk)) {
+            malformed++;
+            continue;
+          }
+          if ("error" in chunk && chunk.error) {
+            const error = chunk.error as { message?: unknown };
+            failure = `the upstream sent an error mid-stream: ${typeof error.message === "string" ? error.message : JSON.stringify(chunk.error)}`;
+          }
+        }
+      }
+
+      if (failure) {
+        originalFailure ??= failure;
+        options.onFailure(candidate);
+        options.logger.warn({ event: "stream_failure", model: candidate.model, route: candidate.route.name, detail: failure, mode: mode.kind }, "stream failed after its first token");
+        reader.destroy();
+        const recovered = recoveries < options.maxRecoveries ? await recover() : undefined;
+        if (!recovered) {
+          finish(sseError(`${originalFailure}; the gateway could not complete the answer`, "stream_interrupted"));
+          return;
+        }
+        continue;
+      }
+
+      const data = chunk as Record<string, unknown>;
+      if (mode.kind === "direct") {
+        transcript.apply(data);
+        if (!(await write((event as SseEvent).raw))) return;
+        continue;
+      }
+      let out: Record<string, unknown> | undefined;
+      if (mode.kind === "replay") {
+        const verdict = mode.verifier.feed(data);
+        if (verdict.kind === "hold") continue;
+        if (verdict.kind === "diverged") {
+          options.logger.warn({ event: "replay_diverged", model: candidate.model, route: candidate.route.name, detail: verdict.why }, "replay diverged");
+          reader.destroy();
+          const recovered = recoveries < options.maxRecoveries ? await recover(true) : undefined;
+          if (!recovered) {
+            finish(sseError(`${originalFailure}; a second generation differed from what was already sent (${verdict.why})`, "stream_interrupted"));
+            return;
+          }
+          continue;
+        }
+        out = verdict.chunk;
+      } else {
+        out = continuation(data, transcript);
+      }
+      transcript.apply(out);
+      if (!(await write(`data: ${JSON.stringify(out)}\n\n`))) return;
+    }
+  } finally {
+    res.off("close", onClose);
+    if (malformed > 0) options.logger.warn({ event: "malformed_events", count: malformed, route: candidate.route.name }, "dropped SSE events that were not JSON");
+  }
+
+  /** Opens the next recovery stream: replays first, then prefill continuations. */
+  async function recover(skipReplay = false): Promise<boolean> {
+    const { text, onlyText } = transcript.plainText();
+    const options_ = options;
+    const steps: { candidate: Candidate; mode: "replay" | "prefill" }[] = [];
+    if (!skipReplay) for (const next of options_.candidates) steps.push({ candidate: next, mode: "replay" });
+    if (onlyText && text) for (const next of options_.candidates) if (next.route.prefill) steps.push({ candidate: next, mode: "prefill" });
+    for (const step of steps) {
+      if (recoveries >= options_.maxRecoveries || options_.remainingMs() <= 0 || res.destroyed) return false;
+      recoveries++;
+      const opened = await options_.open(step.candidate, step.mode, text).catch(() => undefined);
+      if (!opened) continue;
+      reader = opened;
+      candidate = step.candidate;
+      mode = step.mode === "replay" ? { kind: "replay", verifier: new ReplayVerifier(transcript) } : { kind: "continue" };
+      options_.logger.warn({ event: "stream_recovery", mode: step.mode, model: step.candidate.model, route: step.candidate.route.name }, "resuming the stream");
+      return true;
+    }
+    return false;
+  }
+}
+
+/** A continuation's chunk, made to follow the original: same id, no second role. */
+function continuation(chunk: Record<string, unknown>, transcript: ChatTranscript): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...chunk };
+  if (transcript.id !== undefined && "id" in chunk) out.id = transcript.id;
+  if (Array.isArray(chunk.choices)) {
+    out.choices = chunk.choices.map((choice: Record<string, unknown>) => {
+      const delta = { ...(choice.delta as Record<string, unknown> | undefined) };
+      delete delta.role;
+      return { ...choice, delta };
+    });
+  }
+  return out;
+}
