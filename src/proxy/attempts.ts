@@ -139,7 +139,8 @@ export async function runAttempts(
 
         last = await attempt(engine, request, candidate, body, signal, remainingMs, {
           mayInspect: candidates.length > 1,
-          firstTokenBound: wantsStream && (alternative || attemptTimes.length <= config.retry.retries),
+          // A first-token timeout fails over, so it only applies when there is somewhere to fail over to.
+          firstTokenBound: wantsStream && alternative,
           chatStream,
         });
         if (signal.aborted) {
