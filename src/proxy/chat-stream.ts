@@ -83,11 +83,14 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   try {
     for (const event of stream.held) if (!(await write(event.raw))) return;
 
+    // Idle is measured between data events: keep-alive comments do not hide a stalled answer.
+    let lastData = performance.now();
     for (;;) {
       let failure: string | undefined;
       let event: SseEvent | null = null;
       try {
-        event = await reader.next(options.idleMs(candidate));
+        event = await reader.next(Math.max(1, options.idleMs(candidate) - (performance.now() - lastData)));
+        if (event?.data !== undefined) lastData = performance.now();
       } catch (error) {
         failure = error instanceof StreamTimeoutError ? error.message : `the upstream stream failed: ${(error as Error).message}`;
       }
@@ -148,6 +151,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
           finish(sseError(`${originalFailure}; the gateway could not complete the answer`, "stream_interrupted"));
           return;
         }
+        lastData = performance.now();
         continue;
       }
 
@@ -169,6 +173,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
             finish(sseError(`${originalFailure}; a second generation differed from what was already sent (${verdict.why})`, "stream_interrupted"));
             return;
           }
+          lastData = performance.now();
           continue;
         }
         out = verdict.chunk;

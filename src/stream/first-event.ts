@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import { SseParser } from "./sse.js";
 
 /** What was read of an SSE body up to its first event. */
 export interface FirstEvent {
@@ -24,8 +25,7 @@ export function awaitFirstEvent(body: Readable, timeoutMs: number | undefined): 
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let text = "";
-    let scanned = 0;
+    const parser = new SseParser();
     let timer: NodeJS.Timeout | undefined;
     const finish = (result: Omit<FirstEvent, "chunks" | "size">) => {
       clearTimeout(timer);
@@ -38,18 +38,9 @@ export function awaitFirstEvent(body: Readable, timeoutMs: number | undefined): 
     const onData = (chunk: Buffer) => {
       chunks.push(chunk);
       size += chunk.length;
-      text += chunk.toString("latin1");
-      for (;;) {
-        const match = /\r?\n\r?\n/.exec(text.slice(scanned));
-        if (!match) break;
-        const block = text.slice(scanned, scanned + match.index);
-        scanned += match.index + match[0].length;
-        const data = block
-          .split(/\r?\n/)
-          .filter((line) => line.startsWith("data:"))
-          .map((line) => line.slice(line[5] === " " ? 6 : 5));
-        if (data.length > 0) {
-          finish({ data: Buffer.from(data.join("\n"), "latin1").toString("utf8"), ended: false, timedOut: false });
+      for (const event of parser.push(chunk)) {
+        if (event.data !== undefined) {
+          finish({ data: event.data, ended: false, timedOut: false });
           return;
         }
       }

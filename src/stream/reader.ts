@@ -12,7 +12,8 @@ export class StreamTimeoutError extends Error {
  * Pulls SSE events from an upstream body one at a time, reading only as fast
  * as they are consumed (the body stays paused in between, so backpressure
  * reaches the upstream). Timeouts apply to events, not bytes: a stream that
- * trickles comments or half events still times out.
+ * trickles half events still times out (callers that should not count
+ * comments as activity measure from their last data event).
  */
 export class EventReader {
   private readonly parser = new SseParser();
@@ -41,6 +42,11 @@ export class EventReader {
     });
     body.on("error", (error: Error) => {
       this.failure = error;
+      this.wake?.();
+    });
+    // Destroyed without an error (the gateway cut it): a waiting next() must not wait for a timeout.
+    body.on("close", () => {
+      if (!this.ended && !this.failure) this.failure = new Error("the upstream stream closed before its end");
       this.wake?.();
     });
     body.pause();

@@ -27,7 +27,8 @@ export class SseParser {
     const buf = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
     const events: SseEvent[] = [];
     let start = 0;
-    let i = Math.max(0, this.scanned - 1);
+    // A boundary may have begun up to three bytes before the new chunk (\r\n\r | \n).
+    let i = Math.max(0, this.scanned - 3);
     while (i < buf.length) {
       const end = blankLineEnd(buf, i);
       if (end < 0) break;

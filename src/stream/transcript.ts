@@ -192,11 +192,20 @@ export class ReplayVerifier {
       }
       outDelta[key] = value;
     }
-    const finish = typeof raw.finish_reason === "string" ? raw.finish_reason : null;
-    if (finish !== null && !this.caughtUp(index, delta)) return { kind: "diverged", why: "the replay finished before reproducing what was sent" };
+    let finish = typeof raw.finish_reason === "string" ? raw.finish_reason : null;
+    const emitsNew = Object.keys(outDelta).some((key) => key !== "role" && outDelta[key] !== undefined && outDelta[key] !== null && outDelta[key] !== "");
+    // Nothing new may go out for a choice until everything already sent for it is reproduced, in every field.
+    if ((emitsNew || finish !== null) && committed && !this.caughtUp(index, delta)) {
+      return { kind: "diverged", why: finish !== null ? "the replay finished before reproducing what was sent" : "the replay moved on before reproducing what was sent" };
+    }
+    if (committed && committed.finish !== null) {
+      // The client already saw this choice end: only an identical end is acceptable, and it is not sent twice.
+      if (emitsNew) return { kind: "diverged", why: "the replay went on past an answer that had ended" };
+      finish = null;
+    }
     const hasDelta = Object.keys(outDelta).some((key) => outDelta[key] !== undefined && outDelta[key] !== null && outDelta[key] !== "");
     if (!hasDelta && finish === null) return { kind: "ok", choice: undefined };
-    return { kind: "ok", choice: { ...raw, delta: outDelta } };
+    return { kind: "ok", choice: { ...raw, delta: outDelta, finish_reason: finish } };
   }
 
   private toolCall(committed: ChoiceState | undefined, replayed: ChoiceState | undefined, call: Json): { kind: "ok"; call: Json | undefined } | { kind: "diverged"; why: string } {
@@ -207,7 +216,7 @@ export class ReplayVerifier {
     const fn = isObject(call.function) ? call.function : {};
     if (typeof fn.name === "string") {
       const name = (seen?.name ?? "") + fn.name;
-      if (!sent.name.startsWith(name) && !name.startsWith(sent.name)) return { kind: "diverged", why: `tool call ${index} names another function` };
+      if (!sent.name.startsWith(name)) return { kind: "diverged", why: `tool call ${index} names another function` };
     }
     const out: Json = { index };
     if (typeof fn.arguments === "string") {

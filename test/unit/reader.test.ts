@@ -1,0 +1,245 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { PassThrough, Readable } from "node:stream";
+import { EventReader, StreamTimeoutError } from "../../src/stream/reader.js";
+
+const b = (text: string) => Buffer.from(text, "utf8");
+
+/** Resolves with the outcome of `promise`, or "pending" if it has not settled within `ms`. */
+async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | { error: unknown } | "pending"> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<"pending">((resolve) => {
+    timer = setTimeout(() => resolve("pending"), ms);
+  });
+  try {
+    return await Promise.race([promise.then((value) => ({ value }), (error: unknown) => ({ error })), guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe("EventReader: events", () => {
+  test("next() returns events in order, then null at the end", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.write(b("data: 1\n\n: ping\n\n"));
+    body.write(b("event: x\ndata: 2\n\ndata: 3\n"));
+    body.end(b("\n"));
+    const seen: (string | undefined)[] = [];
+    for (let event = await reader.next(1000); event !== null; event = await reader.next(1000)) seen.push(`${event.event ?? ""}|${event.data ?? "<none>"}`);
+    assert.deepEqual(seen, ["|1", "|<none>", "x|2", "|3"]);
+    assert.equal(await reader.next(1000), null, "null again after the end");
+  });
+
+  test("an unterminated last event is delivered at the end", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.end(b("data: 1\n\ndata: tail"));
+    assert.equal((await reader.next(1000))?.data, "1");
+    const last = await reader.next(1000);
+    assert.equal(last?.data, "tail");
+    assert.equal(last?.raw.toString(), "data: tail");
+    assert.equal(await reader.next(1000), null);
+  });
+
+  test("events written after next() was called are delivered (next waits for them)", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    const pending = reader.next(1000);
+    setImmediate(() => body.write(b("data: later\n\n")));
+    assert.equal((await pending)?.data, "later");
+  });
+
+  test("works with a plain Readable (Readable.from)", async () => {
+    const reader = new EventReader(Readable.from([b("data: a\n"), b("\ndata: b\n\n")]));
+    assert.equal((await reader.next(1000))?.data, "a");
+    assert.equal((await reader.next(1000))?.data, "b");
+    assert.equal(await reader.next(1000), null);
+  });
+
+  test("an empty body ends with null", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.end();
+    assert.equal(await reader.next(1000), null);
+  });
+});
+
+describe("EventReader: errors", () => {
+  test("a body error rejects a pending next()", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    const pending = reader.next(1000);
+    setImmediate(() => body.destroy(new Error("socket hang up")));
+    await assert.rejects(pending, /socket hang up/);
+  });
+
+  test("a body error after some events rejects the next next()", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.write(b("data: 1\n\n"));
+    assert.equal((await reader.next(1000))?.data, "1");
+    body.destroy(new Error("cut"));
+    await assert.rejects(reader.next(1000), /cut/);
+    await assert.rejects(reader.next(1000), /cut/, "and keeps rejecting");
+  });
+
+  test("a body error while next() has no timeout still rejects", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    const pending = reader.next(undefined);
+    body.write(b("data: {\"partial"));
+    setTimeout(() => body.destroy(new Error("reset")), 5);
+    await assert.rejects(pending, /reset/);
+  });
+});
+
+describe("EventReader: timeouts act on events, not bytes", () => {
+  test("first_token: bytes of a partial event trickle in, no event completes → StreamTimeoutError", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    const trickle = setInterval(() => body.write(b('data: {"choices":[{"delta":{"content":"x')), 10);
+    const started = Date.now();
+    try {
+      await assert.rejects(reader.next(50, "first_token"), (error: unknown) => {
+        assert.ok(error instanceof StreamTimeoutError);
+        assert.equal(error.what, "first_token");
+        assert.equal(error.name, "TimeoutError");
+        assert.match(error.message, /50 ms/);
+        return true;
+      });
+    } finally {
+      clearInterval(trickle);
+    }
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 45, `not before the timeout (${elapsed} ms)`);
+    assert.ok(elapsed < 1000, `promptly after it (${elapsed} ms)`);
+    assert.ok(reader.held.length >= 2, "bytes did arrive while waiting");
+  });
+
+  test("idle (the default): after an event, a trickle without a complete event times out", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.write(b("data: 1\n\n"));
+    assert.equal((await reader.next(1000))?.data, "1");
+    const trickle = setInterval(() => body.write(b("data: more")), 10);
+    try {
+      await assert.rejects(reader.next(50), (error: unknown) => error instanceof StreamTimeoutError && error.what === "idle" && /silent for 50 ms/.test(error.message));
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  test("a silent body times out too", async () => {
+    const reader = new EventReader(new PassThrough());
+    await assert.rejects(reader.next(30, "first_token"), (error: unknown) => error instanceof StreamTimeoutError && error.what === "first_token");
+  });
+
+  test("bytes read before a timeout are not lost: the event completes on a later next()", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.write(b("data: hel"));
+    await assert.rejects(reader.next(30), StreamTimeoutError);
+    body.write(b("lo\n\n"));
+    const event = await reader.next(1000);
+    assert.equal(event?.data, "hello");
+    assert.equal(event?.raw.toString(), "data: hello\n\n");
+  });
+
+  test("an event that comes before the timeout is returned, and the next call gets its own full timeout", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    setTimeout(() => body.write(b("data: ok\n\n")), 5);
+    assert.equal((await reader.next(200, "first_token"))?.data, "ok");
+    setTimeout(() => body.write(b("data: two\n\n")), 40);
+    assert.equal((await reader.next(200))?.data, "two");
+  });
+});
+
+describe("EventReader: backpressure", () => {
+  test("the body is paused before the first next(), and nothing is read", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.write(b("data: 1\n\n"));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(body.isPaused());
+    assert.equal(reader.held.length, 0, "no byte read before it is asked for");
+  });
+
+  test("the body is paused while events are queued, and no further chunk is read", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.write(b("data: 1\n\ndata: 2\n\n"));
+    body.write(b("data: 3\n\n"));
+    body.write(b("data: 4\n\n"));
+    assert.equal((await reader.next(1000))?.data, "1");
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(body.isPaused(), "paused after a push with complete events");
+    assert.equal(reader.held.length, 1, "only the first chunk was read");
+    assert.ok(body.readableLength > 0, "the rest waits in the body");
+    // Event 2 comes from the queue without reading more.
+    assert.equal((await reader.next(1000))?.data, "2");
+    assert.equal(reader.held.length, 1);
+    assert.equal((await reader.next(1000))?.data, "3");
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(body.isPaused());
+    assert.equal(reader.held.length, 2);
+  });
+
+  test("an upstream writer sees backpressure when the consumer does not read", async () => {
+    const body = new PassThrough({ highWaterMark: 64 });
+    const reader = new EventReader(body);
+    body.write(b("data: first\n\n"));
+    assert.equal((await reader.next(1000))?.data, "first");
+    let accepted = 0;
+    while (body.write(b("data: 0123456789abcdef\n\n")) && accepted < 1000) accepted++;
+    assert.ok(accepted < 1000, "write() eventually returns false: the body is not drained behind the consumer's back");
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(reader.held.length, 1);
+  });
+});
+
+describe("EventReader: held bytes and destroy", () => {
+  test("held keeps every raw byte read, in order, until stopRecording()", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    const chunks = [b(": hi\n\ndata: 1"), b("\n\n"), b("data: é\n\n")];
+    for (const chunk of chunks) body.write(chunk);
+    assert.equal((await reader.next(1000))?.data, undefined);
+    assert.equal((await reader.next(1000))?.data, "1");
+    assert.equal((await reader.next(1000))?.data, "é");
+    assert.ok(Buffer.concat(reader.held).equals(Buffer.concat(chunks)));
+    reader.stopRecording();
+    assert.equal(reader.held.length, 0);
+    body.write(b("data: 2\n\n"));
+    assert.equal((await reader.next(1000))?.data, "2");
+    assert.equal(reader.held.length, 0, "nothing recorded after stopRecording()");
+  });
+
+  test("destroy() destroys the body", () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    reader.destroy();
+    assert.ok(body.destroyed);
+  });
+
+  test("destroy() while next() is pending settles it promptly (no hang until the timeout)", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    body.write(b("data: 1\n\n"));
+    assert.equal((await reader.next(1000))?.data, "1");
+    const pending = reader.next(undefined);
+    setImmediate(() => reader.destroy());
+    const outcome = await settleWithin(pending, 300);
+    assert.notEqual(outcome, "pending", "next() with no timeout must not wait forever once the body is destroyed");
+  });
+
+  test("a body closed without end or error (destroyed elsewhere) settles a pending next()", async () => {
+    const body = new PassThrough();
+    const reader = new EventReader(body);
+    const pending = reader.next(undefined);
+    setImmediate(() => body.destroy());
+    const outcome = await settleWithin(pending, 300);
+    assert.notEqual(outcome, "pending", "a premature close must end the wait (as a rejection, or null that callers treat as a cut)");
+  });
+});
