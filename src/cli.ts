@@ -138,6 +138,13 @@ async function start(flags: Flags, routesFile?: string): Promise<number | string
     await gateway.close();
     return 1;
   }
+  // Last line of defence: one request's bug must not take every other request down with the process.
+  process.on("uncaughtException", (error) => {
+    gateway.logger.error({ event: "uncaught_exception", err: { message: error.message, stack: error.stack } }, "uncaught exception (the gateway keeps running)");
+  });
+  process.on("unhandledRejection", (reason) => {
+    gateway.logger.error({ event: "unhandled_rejection", err: String(reason) }, "unhandled rejection (the gateway keeps running)");
+  });
   gateway.logger.info(
     { event: "listening", url: address.url, routes_file: loaded.config.source.routesFile, models: loaded.config.autoModels.length },
     `openclaw-autoproxy listening on ${address.url}`,

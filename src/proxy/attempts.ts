@@ -10,7 +10,7 @@ import type { RoutingStore } from "../routing/store.js";
 import { sendError } from "../server/errors.js";
 import { awaitFirstEvent } from "../stream/first-event.js";
 import { bodyStatus, type FailureReason } from "../upstream/classify.js";
-import { sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/client.js";
+import { abandon, sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import { upstreamPath } from "../upstream/url.js";
 import { buildNotice, type FailedAttempt } from "./notice.js";
@@ -63,7 +63,7 @@ export class DeadlineError extends Error {
 interface Attempted {
   readonly response: UpstreamResponse | undefined;
   /** A Chat Completions stream read up to its first real output (the commit point). */
-  readonly stream?: { readonly reader: EventReader; readonly held: SseEvent[]; readonly transcript: ChatTranscript };
+  readonly stream?: { readonly reader: EventReader; readonly held: SseEvent[]; readonly transcript: ChatTranscript; readonly malformed: { count: number } };
   /** An error event a stream opened with: answered as an HTTP error when no candidate is left. */
   readonly errorEvent?: { readonly status: number; readonly error: unknown };
   readonly kind: ContentKind | undefined;
@@ -147,7 +147,7 @@ export async function runAttempts(
           // No outcome to judge the model by: the client left, or the deadline passed.
           health.abandon();
           if (!(signal.reason instanceof DeadlineError)) {
-            last.response?.body.destroy();
+            if (last.response) abandon(last.response.body);
             return;
           }
           break;
@@ -193,7 +193,7 @@ export async function runAttempts(
           },
           retrySame ? "retrying model" : "switching model",
         );
-        discard(last);
+        discard(last, logger);
         last = undefined;
         if (!retrySame || decision.next !== "retry") break;
         try {
@@ -265,7 +265,7 @@ export async function runAttempts(
                   }
                   if (reopened.statusCode >= 300 || !contentKind(reopened.headers).sse) {
                     logger.warn({ event: "stream_recovery_refused", mode, model: next.model, route: next.route.name, status: reopened.statusCode }, "recovery attempt refused");
-                    reopened.body.destroy();
+                    abandon(reopened.body);
                     return undefined;
                   }
                   outcome.model = next.model;
@@ -333,13 +333,16 @@ function isDeliverable(engine: Engine, attempted: Attempted, laterCount: number)
   return !rule || rule.action === "final";
 }
 
-function discard(attempted: Attempted): void {
-  attempted.stream?.reader.destroy();
+function discard(attempted: Attempted, logger?: Logger): void {
+  if (attempted.stream) {
+    attempted.stream.reader.destroy();
+    if (attempted.stream.malformed.count > 0) logger?.warn({ event: "malformed_events", count: attempted.stream.malformed.count }, "dropped SSE events that were not JSON");
+  }
   const body = attempted.response?.body;
   if (!body || body.destroyed || attempted.pending?.complete) return;
   // An abandoned stream is cut at once: left to run, the model would go on generating (and billing).
   if (attempted.kind?.sse || attempted.reason === "timeout") {
-    body.destroy();
+    abandon(body);
     return;
   }
   // Reading the rest of a small error body lets undici keep the connection for the next request.
@@ -506,6 +509,7 @@ async function holdChatStream(
 ): Promise<Attempted> {
   const reader = new EventReader(response.body);
   const held: SseEvent[] = [];
+  const malformed = { count: 0 };
   let heldBytes = 0;
   const transcript = new ChatTranscript();
   // A stream that failed before its first token has no answer to pass on: it is never delivered.
@@ -513,7 +517,7 @@ async function holdChatStream(
     response: undefined,
     kind,
     pending: undefined,
-    stream: { reader, held, transcript },
+    stream: { reader, held, transcript, malformed },
     failure,
     reason,
     detail,
@@ -526,7 +530,7 @@ async function holdChatStream(
       event = await reader.next(firstTokenBy === undefined ? undefined : Math.max(1, firstTokenBy - engine.now()), "first_token");
     } catch (error) {
       if (error instanceof StreamTimeoutError) return fail(facts({ status: null, kind: "timeout" }), "timeout", error.message);
-      return { ...thrown(error, false, engine.now() - started), stream: { reader, held, transcript } };
+      return { ...thrown(error, false, engine.now() - started), stream: { reader, held, transcript, malformed } };
     }
     if (event === null) return fail(facts({ status: null, kind: "reset" }), "network_error", "the stream ended before its first token");
     if (event.data === undefined) {
@@ -541,9 +545,13 @@ async function holdChatStream(
     try {
       chunk = JSON.parse(event.data);
     } catch {
-      continue; // malformed: dropped, never relayed
+      malformed.count++; // dropped, never relayed
+      continue;
     }
-    if (!chunk || typeof chunk !== "object" || Array.isArray(chunk)) continue;
+    if (!chunk || typeof chunk !== "object" || Array.isArray(chunk)) {
+      malformed.count++;
+      continue;
+    }
     const record = chunk as Record<string, unknown>;
     if (record.error) {
       const { codes, message } = errorFacts(record);
@@ -562,7 +570,7 @@ async function holdChatStream(
     // or once the held bytes reach the bound: holding is never unbounded.
     if (!Array.isArray(record.choices) || isContentChunk(record) || transcript.finishedAny() || heldBytes > MAX_HELD_BYTES) break;
   }
-  return { response, kind, pending: undefined, stream: { reader, held, transcript }, failure: undefined, reason: undefined, detail: undefined, latencyMs: engine.now() - started };
+  return { response, kind, pending: undefined, stream: { reader, held, transcript, malformed }, failure: undefined, reason: undefined, detail: undefined, latencyMs: engine.now() - started };
 }
 
 const MAX_HELD_BYTES = 1024 * 1024;

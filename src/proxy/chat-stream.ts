@@ -18,6 +18,8 @@ export interface CommittedStream {
   readonly held: readonly SseEvent[];
   /** What those events said. */
   readonly transcript: ChatTranscript;
+  /** Events already dropped as malformed before the commit. */
+  readonly malformed: { count: number };
 }
 
 /** Opens a fresh stream for recovery; undefined when the upstream would not start one. */
@@ -54,7 +56,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   let candidate = stream.candidate;
   // Declared wide: recover() changes it from a nested function, which narrowing cannot see.
   let mode = { kind: "direct" } as Mode;
-  let malformed = 0;
+  let malformed = stream.malformed.count;
   let recoveries = 0;
   let originalFailure: string | undefined;
 
@@ -141,6 +143,11 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
         }
       }
 
+      if (failure && transcript.finished()) {
+        // Every choice already has its finish_reason: the answer is complete, only the end went wrong.
+        finish(DONE);
+        return;
+      }
       if (failure) {
         originalFailure ??= failure;
         options.onFailure(candidate);

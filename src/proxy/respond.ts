@@ -3,7 +3,7 @@ import type { Readable } from "node:stream";
 import type { GatewayConfig } from "../config/types.js";
 import { sendError } from "../server/errors.js";
 import { relayResponseHeaders } from "../upstream/headers.js";
-import type { UpstreamResponse } from "../upstream/client.js";
+import { abandon, type UpstreamResponse } from "../upstream/client.js";
 import { jsonWithNotice, sseError, sseNotice, type GatewayNotice } from "./notice.js";
 
 /** Largest upstream body the gateway will hold to inspect or annotate; larger ones are streamed untouched. */
@@ -128,7 +128,7 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
 function relay(body: Readable, res: ServerResponse, sse: boolean): Promise<void> {
   return new Promise((resolve) => {
     if (res.destroyed) {
-      body.destroy();
+      abandon(body);
       resolve();
       return;
     }
@@ -145,7 +145,7 @@ function relay(body: Readable, res: ServerResponse, sse: boolean): Promise<void>
     body.on("error", onError);
     body.on("end", () => res.end());
     res.on("close", () => {
-      if (!res.writableFinished) body.destroy();
+      if (!res.writableFinished) abandon(body);
       resolve();
     });
     body.pipe(res, { end: false });

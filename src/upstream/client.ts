@@ -92,3 +92,15 @@ export async function sendAttempt(dispatcher: Dispatcher, request: AttemptReques
     clearTimeout(timer);
   }
 }
+
+const ignore = () => undefined;
+
+/**
+ * Cuts an upstream body the gateway no longer wants. undici reports a body
+ * destroyed before its end as an 'error'; with no listener that would be an
+ * uncaught exception, so one is attached first.
+ */
+export function abandon(body: { on(event: "error", listener: (error: Error) => void): unknown; destroy(): unknown; destroyed?: boolean }): void {
+  body.on("error", ignore);
+  if (!body.destroyed) body.destroy();
+}
