@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Dispatcher } from "undici";
 import { AUTO_MODEL } from "../config/load.js";
 import type { GatewayConfig } from "../config/types.js";
@@ -10,6 +9,7 @@ import type { RoutingStore } from "../routing/store.js";
 import { sendError } from "../server/errors.js";
 import { awaitFirstEvent } from "../stream/first-event.js";
 import { bodyStatus, type FailureReason } from "../upstream/classify.js";
+import { Abort, sleep } from "../upstream/abort.js";
 import { abandon, sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import { upstreamPath } from "../upstream/url.js";
@@ -31,7 +31,7 @@ export interface ProxyRequest {
   /** The model the client asked for (null when the body has none). */
   readonly requestedModel: string | null;
   /** Aborted when the client goes away. */
-  readonly signal: AbortSignal;
+  readonly signal: Abort;
 }
 
 /** What happened, for the request's log line. */
@@ -94,11 +94,8 @@ export async function runAttempts(
   const started = engine.now();
   const deadlineAt = started + config.deadlineMs;
   // One signal for the whole request: the client leaving, or the deadline passing.
-  const controller = new AbortController();
-  const onClientAbort = () => controller.abort(request.signal.reason);
-  request.signal.addEventListener("abort", onClientAbort, { once: true });
-  const deadline = setTimeout(() => controller.abort(new DeadlineError(config.deadlineMs)), config.deadlineMs);
-  const signal = controller.signal;
+  const signal = request.signal;
+  const deadline = setTimeout(() => signal.abort(new DeadlineError(config.deadlineMs)), config.deadlineMs);
 
   const failed: FailedAttempt[] = [];
   const { candidates } = plan;
@@ -196,11 +193,8 @@ export async function runAttempts(
         discard(last, logger);
         last = undefined;
         if (!retrySame || decision.next !== "retry") break;
-        try {
-          await sleep(decision.delayMs, undefined, { signal });
-        } catch {
-          break;
-        }
+        await sleep(decision.delayMs, signal);
+        if (signal.aborted) break;
       }
 
       if (last && (!last.failure || isDeliverable(engine, last, later.length))) break;
@@ -320,7 +314,6 @@ export async function runAttempts(
     );
   } finally {
     clearTimeout(deadline);
-    request.signal.removeEventListener("abort", onClientAbort);
   }
 }
 
@@ -378,7 +371,7 @@ async function attempt(
   request: ProxyRequest,
   candidate: Candidate,
   body: Buffer | undefined,
-  signal: AbortSignal,
+  signal: Abort,
   remainingMs: number,
   options: { mayInspect: boolean; firstTokenBound: boolean; chatStream: boolean },
 ): Promise<Attempted> {

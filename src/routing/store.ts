@@ -15,7 +15,8 @@ export interface RoutingStore {
 
 export class MemoryStore implements RoutingStore {
   private readonly cursors = new Map<string, number>();
-  private readonly records = new Map<string, { route: string; model: string; health: ModelHealth }>();
+  /** route → model → health: two lookups, no key string built per request. */
+  private readonly records = new Map<string, Map<string, ModelHealth>>();
 
   constructor(private readonly policy: HealthPolicy = DEFAULT_HEALTH_POLICY) {}
 
@@ -27,16 +28,20 @@ export class MemoryStore implements RoutingStore {
   }
 
   health(route: string, model: string): ModelHealth {
-    const key = `${route}\u0000${model}`;
-    let record = this.records.get(key);
-    if (!record) {
-      record = { route, model, health: new ModelHealth(this.policy) };
-      this.records.set(key, record);
+    let models = this.records.get(route);
+    if (!models) {
+      models = new Map();
+      this.records.set(route, models);
     }
-    return record.health;
+    let health = models.get(model);
+    if (!health) {
+      health = new ModelHealth(this.policy);
+      models.set(model, health);
+    }
+    return health;
   }
 
   *healthEntries(): Iterable<readonly [string, string, ModelHealth]> {
-    for (const record of this.records.values()) yield [record.route, record.model, record.health];
+    for (const [route, models] of this.records) for (const [model, health] of models) yield [route, model, health];
   }
 }

@@ -2,7 +2,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { AUTO_MODEL, WILDCARD_MODEL } from "../config/load.js";
 import type { GatewayConfig } from "../config/types.js";
 import type { Logger } from "../observe/logger.js";
-import { runAttempts, type Engine, type Outcome } from "../proxy/attempts.js";
+import { DeadlineError, runAttempts, type Engine, type Outcome } from "../proxy/attempts.js";
+import { Abort } from "../upstream/abort.js";
 import { inspectBody, type BodyInfo } from "../proxy/request-body.js";
 import { planCandidates } from "../routing/plan.js";
 import { readBody, rejectTooLarge } from "./body.js";
@@ -51,6 +52,29 @@ function handle(deps: ServerDeps, req: IncomingMessage, res: ServerResponse): vo
   });
 }
 
+/** Anything URL parsing could change: dot segments (plain or encoded), backslashes, `//`, or not origin-form. */
+const NEEDS_URL_PARSING = /%2e|\/\.|\\|\/\//i;
+const NOT_PRINTABLE = /[^\x21-\x7e]/;
+
+/**
+ * The path and query of a request target. The common case (a plain
+ * origin-form path) is split by hand; anything else goes through WHATWG URL
+ * parsing, which normalises dot segments and ignores an absolute-form host.
+ */
+function parseTarget(raw: string): { pathname: string; search: string } | undefined {
+  const query = raw.indexOf("?");
+  const path = query < 0 ? raw : raw.slice(0, query);
+  if (raw.charCodeAt(0) === 0x2f && !NEEDS_URL_PARSING.test(path) && !NOT_PRINTABLE.test(raw)) {
+    return { pathname: path, search: query < 0 ? "" : raw.slice(query) };
+  }
+  try {
+    const url = new URL(raw, TARGET_BASE);
+    return { pathname: url.pathname, search: url.search };
+  } catch {
+    return undefined;
+  }
+}
+
 function safePath(req: IncomingMessage): string {
   return (req.url ?? "").split("?")[0]?.slice(0, 200) ?? "";
 }
@@ -58,10 +82,8 @@ function safePath(req: IncomingMessage): string {
 async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { config } = deps;
   const method = req.method ?? "GET";
-  let target: URL;
-  try {
-    target = new URL(req.url ?? "/", TARGET_BASE);
-  } catch {
+  const target = parseTarget(req.url ?? "/");
+  if (!target) {
     sendError(res, 400, "invalid_path", "The request target is not a valid path.");
     return;
   }
@@ -89,16 +111,16 @@ async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerRespo
   }
 
   const started = performance.now();
-  const controller = new AbortController();
+  const abort = new Abort();
   res.on("close", () => {
-    if (!res.writableFinished) controller.abort();
+    if (!res.writableFinished) abort.abort();
   });
   const outcome: Outcome = { model: null, route: null, attempts: 0, switched: false, status: 0 };
   let requestedModel: string | null = null;
   try {
-    requestedModel = await proxy(deps, req, res, method, pathname, search, controller.signal, outcome);
+    requestedModel = await proxy(deps, req, res, method, pathname, search, abort, outcome);
   } finally {
-    if (controller.signal.aborted) outcome.status = 499;
+    if (abort.aborted && !(abort.reason instanceof DeadlineError)) outcome.status = 499;
     else if (outcome.status === 0) outcome.status = res.statusCode;
     logRequest(deps.logger, method, pathname, requestedModel, outcome, started);
   }
@@ -112,7 +134,7 @@ async function proxy(
   method: string,
   pathname: string,
   search: string,
-  signal: AbortSignal,
+  signal: Abort,
   outcome: Outcome,
 ): Promise<string | null> {
   const { config } = deps;
@@ -149,6 +171,7 @@ async function proxy(
 }
 
 function logRequest(logger: Logger, method: string, path: string, requested: string | null, outcome: Outcome, started: number): void {
+  if (!logger.isLevelEnabled("info")) return;
   logger.info(
     {
       event: "request",

@@ -1,5 +1,6 @@
 import { Agent, type Dispatcher } from "undici";
 import type { GatewayConfig, Route } from "../config/types.js";
+import type { Abort } from "./abort.js";
 
 export type UpstreamResponse = Dispatcher.ResponseData;
 
@@ -52,7 +53,7 @@ export interface AttemptRequest {
   headers: Record<string, string | string[]>;
   body: Buffer | undefined;
   /** Aborted when the client goes away or the request's deadline passes. */
-  signal: AbortSignal;
+  signal: Abort;
   /** Bound on the wait for response headers, connect included. */
   timeoutMs: number;
   /** Bound on silence while the body streams. */
@@ -65,12 +66,13 @@ export interface AttemptRequest {
  * After headers, the body stays tied to `signal`.
  */
 export async function sendAttempt(dispatcher: Dispatcher, request: AttemptRequest): Promise<UpstreamResponse> {
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(request.signal.reason);
-  if (request.signal.aborted) onAbort();
-  else request.signal.addEventListener("abort", onAbort, { once: true });
-  const timeout = new AttemptTimeoutError(request.timeoutMs);
-  const timer = setTimeout(() => controller.abort(timeout), request.timeoutMs);
+  // A child signal: the timeout ends this attempt only, the request's signal ends everything.
+  const controller = request.signal.child();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(new AttemptTimeoutError(request.timeoutMs));
+  }, request.timeoutMs);
   try {
     const response = await dispatcher.request({
       origin: request.origin,
@@ -78,15 +80,15 @@ export async function sendAttempt(dispatcher: Dispatcher, request: AttemptReques
       method: request.method,
       headers: request.headers,
       body: request.body,
-      signal: controller.signal,
+      signal: controller as unknown as AbortSignal,
       bodyTimeout: request.idleMs,
     });
-    // The listener must not outlive the body: release it once the body is done.
-    response.body.once("close", () => request.signal.removeEventListener("abort", onAbort));
+    // The link to the request's signal must not outlive the body.
+    response.body.once("close", controller.dispose);
     return response;
   } catch (error) {
-    request.signal.removeEventListener("abort", onAbort);
-    if (controller.signal.reason === timeout) throw timeout;
+    controller.dispose();
+    if (timedOut) throw controller.reason;
     throw error;
   } finally {
     clearTimeout(timer);
