@@ -6,7 +6,9 @@
  *
  *   POST …/chat/completions                 → 200 JSON chat completion (≈600 bytes)
  *   POST …/chat/completions  "stream": true → 200 SSE: 20 chunk events, then `data: [DONE]`
- *   any path under /busy/                   → 429 rate-limit error (for fallback scenarios)
+ *   the same under /slow/, "stream": true   → the same 20 events, one every `--slow-interval-ms`
+ *                                             (default 200 ms): a stream held open for seconds
+ *   any path under /busy/                   → 429 rate-limit error, no Retry-After (fallback scenarios)
  *   anything else                           → 404
  *
  * Streamed chunks are written one per event-loop turn (setImmediate), so they
@@ -14,8 +16,9 @@
  * rather than as one coalesced write.
  *
  * Protocol with the parent (IPC): the mock sends `{ type: "ready", port }` once
- * listening; it answers `{ type: "stats" }` with the requests it has served and
- * the connections it has accepted since it started. The parent may send
+ * listening; it answers `{ type: "stats" }` with the requests it has served
+ * (and of those, the 429s under /busy/), the TCP connections it has accepted
+ * since it started (server 'connection' events) and those open now. The parent may send
  * `{ type: "guard", pids, dirs }`: should the parent die without cleaning up
  * (even by SIGKILL, which it cannot catch), the IPC channel closes and the mock
  * SIGTERMs those pids (the gateway) and removes those temp dirs before exiting,
@@ -97,33 +100,65 @@ function sendStream(res: ServerResponse): void {
   next();
 }
 
-function handle(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
+/** One event every `intervalMs`: a stream that stays open for seconds (20 × 200 ms by default). */
+function sendSlowStream(res: ServerResponse, intervalMs: number): void {
+  res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
+  let index = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const next = () => {
+    if (res.destroyed) return;
+    if (index === LAST_EVENT) {
+      res.end(EVENTS[index]);
+      return;
+    }
+    res.write(EVENTS[index++]);
+    timer = setTimeout(next, intervalMs);
+  };
+  res.once("close", () => clearTimeout(timer));
+  next();
+}
+
+let busyAnswers = 0;
+
+function handle(req: IncomingMessage, res: ServerResponse, body: Buffer, slowIntervalMs: number): void {
   const path = req.url ?? "/";
   if (path.startsWith("/busy/")) {
-    sendJson(res, 429, RATE_LIMITED, { "retry-after": "1" });
+    // No Retry-After: the gateway then cools the model down for breaker.rateLimitCooldownMs only.
+    busyAnswers++;
+    sendJson(res, 429, RATE_LIMITED);
     return;
   }
   const query = path.indexOf("?");
   const pathname = query === -1 ? path : path.slice(0, query);
   if (req.method === "POST" && pathname.endsWith("/chat/completions")) {
     // A regex on the raw bytes, not JSON.parse: the mock must stay cheap.
-    if (STREAM_TRUE.test(body.toString("latin1"))) sendStream(res);
-    else sendJson(res, 200, COMPLETION);
+    if (STREAM_TRUE.test(body.toString("latin1"))) {
+      if (path.startsWith("/slow/")) sendSlowStream(res, slowIntervalMs);
+      else sendStream(res);
+    } else sendJson(res, 200, COMPLETION);
     return;
   }
   sendJson(res, 404, NOT_FOUND);
 }
 
 function serve(): void {
+  const flag = process.argv.indexOf("--slow-interval-ms");
+  const slowIntervalMs = flag === -1 ? 200 : Number(process.argv[flag + 1]);
+  if (!Number.isFinite(slowIntervalMs) || slowIntervalMs < 1) throw new Error("--slow-interval-ms must be a number of milliseconds");
   let requests = 0;
   let connections = 0;
+  let open = 0;
   const server = createServer({ keepAliveTimeout: 120_000, headersTimeout: 125_000, requestTimeout: 0 }, (req, res) => {
     requests++;
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), slowIntervalMs));
   });
-  server.on("connection", () => connections++);
+  server.on("connection", (socket) => {
+    connections++;
+    open++;
+    socket.once("close", () => open--);
+  });
   let guarded: number[] = [];
   let guardedDirs: string[] = [];
   process.on("message", (message: { type?: string; pids?: number[]; dirs?: string[] }) => {
@@ -131,7 +166,7 @@ function serve(): void {
       guarded = message.pids ?? [];
       guardedDirs = message.dirs ?? [];
     }
-    else if (message.type === "stats") process.send?.({ type: "stats", requests, connections });
+    else if (message.type === "stats") process.send?.({ type: "stats", requests, busy: busyAnswers, connections, open });
   });
   process.on("disconnect", () => {
     for (const pid of guarded) {
@@ -144,7 +179,8 @@ function serve(): void {
     for (const dir of guardedDirs) rmSync(dir, { recursive: true, force: true });
     process.exit(0);
   });
-  server.listen(0, "127.0.0.1", () => {
+  // The default backlog (511) could overflow when a thousand streams open at once.
+  server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () => {
     const { port } = server.address() as AddressInfo;
     process.send?.({ type: "ready", port });
   });

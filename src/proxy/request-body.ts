@@ -39,8 +39,62 @@ export function inspectBody(body: Buffer, contentType: string | undefined): Body
   return { kind: "opaque", model: null };
 }
 
+const KEY_MODEL = Buffer.from('"model"');
+const KEY_MODELS = Buffer.from('"models"');
+const KEY_STREAM = Buffer.from('"stream"');
+const TRUE = Buffer.from("true");
+
+/**
+ * Reads `model`, `models` and `stream` from a JSON object without parsing the
+ * rest: an agent's 60 KB body costs a walk over its top-level members (long
+ * strings are skipped with memchr), not a full parse. Anything the walk does
+ * not accept as a well-formed object is parsed for real, for the error message.
+ */
 function parseJson(body: Buffer): BodyInfo {
   if (body.length === 0) return { kind: "json", model: null };
+  let model: [number, number] | undefined;
+  let models: [number, number] | undefined;
+  let stream: [number, number] | undefined;
+  let escapedKey = false;
+  const wellFormed = forEachMember(body, (keyStart, keyEnd, valueStart, valueEnd) => {
+    const length = keyEnd - keyStart;
+    if (length === 7 && body.compare(KEY_MODEL, 0, 7, keyStart, keyEnd) === 0) model = [valueStart, valueEnd];
+    else if (length === 8 && body.compare(KEY_MODELS, 0, 8, keyStart, keyEnd) === 0) models = [valueStart, valueEnd];
+    else if (length === 8 && body.compare(KEY_STREAM, 0, 8, keyStart, keyEnd) === 0) stream = [valueStart, valueEnd];
+    else if (body.indexOf(BACKSLASH, keyStart) >= 0 && body.indexOf(BACKSLASH, keyStart) < keyEnd) escapedKey = true;
+  });
+  if (wellFormed && !escapedKey) {
+    const value = (span: [number, number] | undefined): unknown => {
+      if (!span) return undefined;
+      try {
+        return JSON.parse(body.toString("utf8", span[0], span[1]));
+      } catch {
+        return INVALID;
+      }
+    };
+    const modelValue = value(model);
+    const modelsValue = value(models);
+    if (modelValue !== INVALID && modelsValue !== INVALID) {
+      const isStream = stream !== undefined && stream[1] - stream[0] === 4 && body.compare(TRUE, 0, 4, stream[0], stream[1]) === 0;
+      return describe(modelValue, modelsValue, isStream);
+    }
+  }
+  return parseFully(body);
+}
+
+const INVALID = Symbol("invalid");
+
+function describe(model: unknown, models: unknown, stream: boolean): BodyInfo {
+  const info = { kind: "json" as const, model: typeof model === "string" && model.trim() ? model.trim() : null, ...(stream ? { stream } : {}) };
+  if (models === undefined) return info;
+  // OpenRouter's convention: "models" is this request's own fallback chain.
+  if (!Array.isArray(models) || models.some((entry) => typeof entry !== "string" || !entry.trim())) {
+    return { kind: "invalid_json", message: '"models" must be a list of model names: the fallback chain for this request.' };
+  }
+  return { ...info, models: models.map((entry: string) => entry.trim()) };
+}
+
+function parseFully(body: Buffer): BodyInfo {
   let value: unknown;
   try {
     value = JSON.parse(body.toString("utf8"));
@@ -49,13 +103,7 @@ function parseJson(body: Buffer): BodyInfo {
   }
   if (!value || typeof value !== "object" || Array.isArray(value)) return { kind: "json", model: null };
   const { model, models, stream } = value as { model?: unknown; models?: unknown; stream?: unknown };
-  const info = { kind: "json" as const, model: typeof model === "string" && model.trim() ? model.trim() : null, ...(stream === true ? { stream } : {}) };
-  if (models === undefined) return info;
-  // OpenRouter's convention: "models" is this request's own fallback chain.
-  if (!Array.isArray(models) || models.some((entry) => typeof entry !== "string" || !entry.trim())) {
-    return { kind: "invalid_json", message: '"models" must be a list of model names: the fallback chain for this request.' };
-  }
-  return { ...info, models: models.map((entry: string) => entry.trim()) };
+  return describe(model, models, stream === true);
 }
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -110,15 +158,17 @@ function skipWs(buf: Buffer, i: number): number {
 }
 
 /** Index just past the string starting at `i` (a quote). */
+/** Index just past the string starting at `i` (a quote). Jumps from quote to quote (memchr), as prompts are mostly long strings. */
 function skipString(buf: Buffer, i: number): number {
-  i++;
-  while (i < buf.length) {
-    const c = buf[i];
-    if (c === BACKSLASH) i += 2;
-    else if (c === QUOTE) return i + 1;
-    else i++;
+  let from = i + 1;
+  for (;;) {
+    const quote = buf.indexOf(QUOTE, from);
+    if (quote < 0) return buf.length;
+    let slashes = 0;
+    for (let k = quote - 1; k > i && buf[k] === BACKSLASH; k--) slashes++;
+    if (slashes % 2 === 0) return quote + 1;
+    from = quote + 1;
   }
-  return i;
 }
 
 function skipValue(buf: Buffer, i: number): number {
@@ -197,29 +247,50 @@ export function topLevelValueSpan(buf: Buffer, key: string): [number, number] | 
 /** [key start, value end, end of the previous member's value (undefined for the first), value start] of the last `key` member. */
 function topLevelMember(buf: Buffer, key: string): [number, number, number | undefined, number] | null {
   const wanted = Buffer.from(JSON.stringify(key));
-  let i = skipWs(buf, 0);
-  if (buf[i] !== OPEN_BRACE) return null;
-  i++;
   let found: [number, number, number | undefined, number] | null = null;
+  forEachMember(buf, (keyStart, keyEnd, valueStart, valueEnd, previousEnd) => {
+    if (keyMatches(buf, keyStart, keyEnd, wanted, key)) found = [keyStart, valueEnd, previousEnd, valueStart];
+  });
+  return found;
+}
+
+/**
+ * Walks the members of a top-level JSON object, skipping nested values
+ * without parsing them. Returns whether the object is well-formed at the top
+ * level (braces, keys, colons, commas, nothing after the closing brace).
+ */
+function forEachMember(
+  buf: Buffer,
+  visit: (keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, previousEnd: number | undefined) => void,
+): boolean {
+  let i = skipWs(buf, 0);
+  if (buf[i] !== OPEN_BRACE) return false;
+  i = skipWs(buf, i + 1);
+  if (buf[i] === CLOSE_BRACE) return skipWs(buf, i + 1) === buf.length;
   let previousEnd: number | undefined;
   while (i < buf.length) {
     i = skipWs(buf, i);
-    if (buf[i] !== QUOTE) return found;
+    if (buf[i] !== QUOTE) return false;
     const keyStart = i;
     i = skipString(buf, i);
     const keyEnd = i;
     i = skipWs(buf, i);
-    if (buf[i] !== COLON) return found;
+    if (buf[i] !== COLON) return false;
     i = skipWs(buf, i + 1);
     const valueStart = i;
+    if (i >= buf.length) return false;
     i = skipValue(buf, i);
-    if (keyMatches(buf, keyStart, keyEnd, wanted, key)) found = [keyStart, i, previousEnd, valueStart];
+    if (i === valueStart || i > buf.length) return false;
+    visit(keyStart, keyEnd, valueStart, i, previousEnd);
     previousEnd = i;
     i = skipWs(buf, i);
-    if (buf[i] === COMMA) i++;
-    else return found;
+    if (buf[i] === COMMA) {
+      i++;
+      continue;
+    }
+    return buf[i] === CLOSE_BRACE && skipWs(buf, i + 1) === buf.length;
   }
-  return found;
+  return false;
 }
 
 function keyMatches(buf: Buffer, start: number, end: number, wanted: Buffer, key: string): boolean {
