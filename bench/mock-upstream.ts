@@ -9,14 +9,16 @@
  *   the same under /slow/, "stream": true   → the same 20 events, one every `--slow-interval-ms`
  *                                             (default 200 ms): a stream held open for seconds
  *   any path under /busy/                   → 429 rate-limit error, no Retry-After (fallback scenarios)
+ *   any path on the second, "busy" port     → the same 429 (for nginx's proxy_next_upstream, which
+ *                                             fails over between servers, not paths)
  *   anything else                           → 404
  *
  * Streamed chunks are written one per event-loop turn (setImmediate), so they
  * tend to reach the gateway as separate reads, as a real provider's tokens do,
  * rather than as one coalesced write.
  *
- * Protocol with the parent (IPC): the mock sends `{ type: "ready", port }` once
- * listening; it answers `{ type: "stats" }` with the requests it has served
+ * Protocol with the parent (IPC): the mock sends `{ type: "ready", port, busyPort }`
+ * once listening; it answers `{ type: "stats" }` with the requests it has served
  * (and of those, the 429s under /busy/), the TCP connections it has accepted
  * since it started (server 'connection' events) and those open now. The parent may send
  * `{ type: "guard", pids, dirs }`: should the parent die without cleaning up
@@ -26,7 +28,7 @@
  */
 import { rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 
 export const STREAM_CHUNKS = 20;
 export const MOCK_MODEL = "bench-model";
@@ -120,9 +122,9 @@ function sendSlowStream(res: ServerResponse, intervalMs: number): void {
 
 let busyAnswers = 0;
 
-function handle(req: IncomingMessage, res: ServerResponse, body: Buffer, slowIntervalMs: number): void {
+function handle(req: IncomingMessage, res: ServerResponse, body: Buffer, slowIntervalMs: number, busy: boolean): void {
   const path = req.url ?? "/";
-  if (path.startsWith("/busy/")) {
+  if (busy || path.startsWith("/busy/")) {
     // No Retry-After: the gateway then cools the model down for breaker.rateLimitCooldownMs only.
     busyAnswers++;
     sendJson(res, 429, RATE_LIMITED);
@@ -148,17 +150,23 @@ function serve(): void {
   let requests = 0;
   let connections = 0;
   let open = 0;
-  const server = createServer({ keepAliveTimeout: 120_000, headersTimeout: 125_000, requestTimeout: 0 }, (req, res) => {
+  const listener = (busy: boolean) => (req: IncomingMessage, res: ServerResponse) => {
     requests++;
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), slowIntervalMs));
-  });
-  server.on("connection", (socket) => {
+    req.on("end", () => handle(req, res, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), slowIntervalMs, busy));
+  };
+  const options = { keepAliveTimeout: 120_000, headersTimeout: 125_000, requestTimeout: 0 };
+  const server = createServer(options, listener(false));
+  // A second port where every path is busy (429): for a proxy that fails over between servers, not paths.
+  const busyServer = createServer(options, listener(true));
+  const onConnection = (socket: Socket) => {
     connections++;
     open++;
     socket.once("close", () => open--);
-  });
+  };
+  server.on("connection", onConnection);
+  busyServer.on("connection", onConnection);
   let guarded: number[] = [];
   let guardedDirs: string[] = [];
   process.on("message", (message: { type?: string; pids?: number[]; dirs?: string[] }) => {
@@ -180,10 +188,9 @@ function serve(): void {
     process.exit(0);
   });
   // The default backlog (511) could overflow when a thousand streams open at once.
-  server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () => {
-    const { port } = server.address() as AddressInfo;
-    process.send?.({ type: "ready", port });
-  });
+  const listen = (target: typeof server) =>
+    new Promise<number>((resolve) => target.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, () => resolve((target.address() as AddressInfo).port)));
+  void Promise.all([listen(server), listen(busyServer)]).then(([port, busyPort]) => process.send?.({ type: "ready", port, busyPort }));
 }
 
 if (process.send !== undefined && process.argv.includes("--serve")) serve();

@@ -93,6 +93,8 @@ export function planCandidates(
     (route.fallbacks.length > 0 ? route.fallbacks : undefined) ??
     config.modelFallbackMap[requested] ??
     config.globalFallbackModels;
+  // The common case, a pinned model with no chain: one candidate, nothing to filter or order.
+  if (chain.length === 0) return { ok: true, mode: "pinned", interchangeable: false, candidates: [{ model: requested, route }] };
   return pinned(config, store, [requested, ...expand(chain)], now, requested);
 }
 
