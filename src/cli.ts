@@ -3,10 +3,12 @@ import { existsSync, readFileSync, watch, writeFileSync, type FSWatcher } from "
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig, type LoadOptions } from "./config/load.js";
+import { loadConfigIsolated } from "./config/isolated.js";
+import type { LoadOptions } from "./config/load.js";
+import { ConfigError } from "./config/names.js";
 import { ENV_TEMPLATE, ROUTES_TEMPLATE } from "./config/template.js";
 import { createDemoUpstream } from "./demo/mock-openai.js";
-import { createGateway } from "./index.js";
+import { createGateway } from "./gateway.js";
 
 const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DEMO_ROUTES = path.join(PACKAGE_ROOT, "examples", "routes.yml");
@@ -123,7 +125,7 @@ function printWarnings(warnings: string[]): void {
 async function start(flags: Flags, routesFile?: string): Promise<number | string> {
   let loaded;
   try {
-    loaded = loadConfig(loadOptions(flags, routesFile));
+    loaded = await loadConfigIsolated(loadOptions(flags, routesFile));
   } catch (error) {
     printProblems(error);
     return 1;
@@ -172,9 +174,9 @@ function onShutdown(close: () => Promise<void>): void {
   process.on("SIGTERM", stop);
 }
 
-function validate(flags: Flags): number {
+async function validate(flags: Flags): Promise<number> {
   try {
-    const { config, warnings } = loadConfig(loadOptions(flags));
+    const { config, warnings } = await loadConfigIsolated(loadOptions(flags));
     printWarnings(warnings);
     const models = [...config.modelRoutes.keys()];
     process.stdout.write(

@@ -22,24 +22,17 @@ import {
 } from "./schema.js";
 import { DEFAULT_HEALTH_POLICY } from "../routing/health.js";
 import { DEFAULT_RETRY_POLICY, DEFAULT_RULES, type Rule } from "../routing/policy.js";
+import { AUTO_MODEL, ConfigError, WILDCARD_MODEL } from "./names.js";
 import type { AttemptTimeouts, GatewayConfig, ModelGroup, Route } from "./types.js";
 
-export const AUTO_MODEL = "auto";
+export { AUTO_MODEL, ConfigError, WILDCARD_MODEL } from "./names.js";
 /** Streams: a first event must come within this (well under OpenClaw's patience, above most models' TTFT). */
 export const DEFAULT_FIRST_TOKEN_MS = 10_000;
 /** Silence allowed in the middle of an answer. */
 export const DEFAULT_IDLE_MS = 30_000;
 /** Bound on a whole request, answer included. */
 export const DEFAULT_DEADLINE_MS = 600_000;
-export const WILDCARD_MODEL = "*";
 
-/** Every problem found, so `validate` can print them all at once. */
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join("\n"));
-    this.name = "ConfigError";
-  }
-}
 
 export interface LoadOptions {
   /** Directory `routes.yml` and `.env` are looked up in (default: process.cwd()). */

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import type { Dispatcher } from "undici";
-import { AUTO_MODEL } from "../config/load.js";
+import { AUTO_MODEL } from "../config/names.js";
 import type { GatewayConfig } from "../config/types.js";
 import type { Logger } from "../observe/logger.js";
 import { healthOf, routeFor, type Candidate } from "../routing/plan.js";

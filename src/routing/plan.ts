@@ -1,4 +1,4 @@
-import { AUTO_MODEL, WILDCARD_MODEL } from "../config/load.js";
+import { AUTO_MODEL, WILDCARD_MODEL } from "../config/names.js";
 import type { GatewayConfig, Route, Strategy } from "../config/types.js";
 import type { Admission, ModelHealth } from "./health.js";
 import type { RoutingStore } from "./store.js";

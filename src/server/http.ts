@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { AUTO_MODEL, WILDCARD_MODEL } from "../config/load.js";
+import { AUTO_MODEL, WILDCARD_MODEL } from "../config/names.js";
 import type { GatewayConfig } from "../config/types.js";
 import type { Logger } from "../observe/logger.js";
 import { DeadlineError, runAttempts, type Engine, type Outcome } from "../proxy/attempts.js";
