@@ -1,6 +1,9 @@
 import type { Readable } from "node:stream";
 import { SseParser, type SseEvent } from "./sse.js";
 
+/** Events read ahead of the consumer before the body is paused. */
+const MAX_QUEUED = 32;
+
 export class StreamTimeoutError extends Error {
   override readonly name = "TimeoutError";
   constructor(readonly what: "first_token" | "idle", ms: number) {
@@ -30,8 +33,9 @@ export class EventReader {
       if (this.record) this.held.push(chunk);
       const events = this.parser.push(chunk);
       if (events.length > 0) {
-        this.queue.push(...events);
-        body.pause();
+        for (const event of events) this.queue.push(event);
+        // Backpressure without a pause per event: stop reading only once a backlog builds up.
+        if (this.queue.length >= MAX_QUEUED) body.pause();
       }
       this.wake?.();
     });
@@ -80,7 +84,7 @@ export class EventReader {
         if (timedOut) throw new StreamTimeoutError(what, timeoutMs as number);
         await new Promise<void>((resolve) => {
           this.wake = resolve;
-          this.body.resume();
+          if (this.body.isPaused()) this.body.resume();
         });
         this.wake = undefined;
       }

@@ -86,7 +86,17 @@ function isBlank(buf: Buffer): boolean {
   return true;
 }
 
+const DATA_PREFIX = Buffer.from("data: ");
+
 function parseBlock(raw: Buffer): SseEvent {
+  // The usual event is one "data: ..." line: take its value without splitting lines.
+  let end = raw.length;
+  while (end > 0 && (raw[end - 1] === LF || raw[end - 1] === CR)) end--;
+  if (raw.compare(DATA_PREFIX, 0, 6, 0, Math.min(6, end)) === 0 && end > 6) {
+    const lf = raw.indexOf(LF, 6);
+    const cr = raw.indexOf(CR, 6);
+    if ((lf < 0 || lf >= end) && (cr < 0 || cr >= end)) return { event: undefined, data: raw.toString("utf8", 6, end), raw };
+  }
   let event: string | undefined;
   let data: string | undefined;
   const text = raw.toString("utf8");
