@@ -4,22 +4,19 @@ import { AUTO_MODEL } from "../config/names.js";
 import type { GatewayConfig } from "../config/types.js";
 import type { Logger } from "../observe/logger.js";
 import { healthOf, routeFor, type Candidate } from "../routing/plan.js";
-import { decide, errorFacts, matchRule, retryAfterMs, type FailureFacts } from "../routing/policy.js";
+import { decide, matchRule, retryAfterMs, type FailureFacts } from "../routing/policy.js";
 import type { RoutingStore } from "../routing/store.js";
 import { sendError } from "../server/errors.js";
-import { awaitFirstEvent } from "../stream/first-event.js";
-import { bodyStatus, type FailureReason } from "../upstream/classify.js";
 import { Abort, sleep } from "../upstream/abort.js";
 import { abandon, sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import { upstreamPath } from "../upstream/url.js";
 import { buildNotice, type FailedAttempt } from "./notice.js";
 import { withAssistantPrefix, withModel, withoutKey, type BodyInfo } from "./request-body.js";
-import { relayChatStream } from "./chat-stream.js";
-import { EventReader, StreamTimeoutError } from "../stream/reader.js";
-import type { SseEvent } from "../stream/sse.js";
-import { ChatTranscript, isContentChunk } from "../stream/transcript.js";
-import { collect, contentKind, deliver, INSPECT_LIMIT, type Collected, type ContentKind } from "./respond.js";
+import { relayChatStream, type StreamOpener } from "./chat-stream.js";
+import { EventReader } from "../stream/reader.js";
+import { attempt, type Attempted } from "./attempt.js";
+import { contentKind, deliver, type ContentKind } from "./respond.js";
 
 export interface ProxyRequest {
   readonly method: string;
@@ -59,22 +56,6 @@ export class DeadlineError extends Error {
   }
 }
 
-/** One attempt's result, classified. */
-interface Attempted {
-  readonly response: UpstreamResponse | undefined;
-  /** A Chat Completions stream read up to its first real output (the commit point). */
-  readonly stream?: { readonly reader: EventReader; readonly held: SseEvent[]; readonly transcript: ChatTranscript; readonly malformed: { count: number } };
-  /** An error event a stream opened with: answered as an HTTP error when no candidate is left. */
-  readonly errorEvent?: { readonly status: number; readonly error: unknown };
-  readonly kind: ContentKind | undefined;
-  /** Body bytes already read, to relay before the rest. */
-  readonly pending: Collected | undefined;
-  /** Undefined: a success. */
-  readonly failure: FailureFacts | undefined;
-  readonly reason: FailureReason | undefined;
-  readonly detail: string | undefined;
-  readonly latencyMs: number;
-}
 
 /**
  * The attempt loop: plan → attempt → classify → decide. Each candidate is
@@ -107,7 +88,6 @@ export async function runAttempts(
     baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
       ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
       : baseBody;
-  let attempts = 0;
   let last: Attempted | undefined;
   let lastIndex = 0;
 
@@ -126,10 +106,9 @@ export async function runAttempts(
         const now = engine.now();
         const remainingMs = deadlineAt - now;
         if (remainingMs <= 0 || signal.aborted) break;
-        attempts++;
+        outcome.attempts++;
         attemptTimes.push(now);
         health.begin(now);
-        outcome.attempts = attempts;
         outcome.model = candidate.model;
         outcome.route = candidate.route.name;
         const alternative = later.some((next) => healthOf(store, next).admission(engine.now()) !== "blocked");
@@ -205,7 +184,6 @@ export async function runAttempts(
       if (last) discard(last);
       return;
     }
-    outcome.attempts = attempts;
     if (last?.response && !(signal.reason instanceof DeadlineError)) {
       const response = last.response;
       const model = outcome.model;
@@ -218,7 +196,7 @@ export async function runAttempts(
       }
       outcome.switched = switchedFrom.length > 0;
       outcome.status = response.statusCode;
-      const gatewayHeaders: Record<string, string> = { "x-gateway-attempt-count": String(attempts) };
+      const gatewayHeaders: Record<string, string> = { "x-gateway-attempt-count": String(outcome.attempts) };
       if (model !== null) gatewayHeaders["x-gateway-model-used"] = model;
       if (outcome.switched) gatewayHeaders["x-gateway-switched"] = "1";
       const stream = last.stream;
@@ -234,38 +212,7 @@ export async function runAttempts(
           ? (out) =>
               relayChatStream(out, { ...stream, candidate: answering }, {
                 candidates: [answering, ...candidates.slice(lastIndex + 1)],
-                open: async (next, mode, partial) => {
-                  const remaining = deadlineAt - engine.now();
-                  if (remaining <= 0) return undefined;
-                  attempts++;
-                  outcome.attempts = attempts;
-                  let body = bodyFor(next);
-                  if (mode === "prefill" && body) body = withAssistantPrefix(body, partial);
-                  let reopened: UpstreamResponse;
-                  try {
-                    reopened = await sendAttempt(engine.upstream.dispatcher(next.route), {
-                      origin: next.route.origin,
-                      path: upstreamPath(next.route, request.pathname, request.search),
-                      method: request.method as Dispatcher.HttpMethod,
-                      headers: buildUpstreamHeaders(request.headers, next.route, { bodyLength: body?.length, identityEncoding: true }),
-                      body,
-                      signal,
-                      timeoutMs: Math.max(1, Math.min(next.route.timeouts.headersMs, remaining)),
-                      idleMs: next.route.timeouts.idleMs,
-                    });
-                  } catch {
-                    healthOf(store, next).recordFailure(engine.now());
-                    return undefined;
-                  }
-                  if (reopened.statusCode >= 300 || !contentKind(reopened.headers).sse) {
-                    logger.warn({ event: "stream_recovery_refused", mode, model: next.model, route: next.route.name, status: reopened.statusCode }, "recovery attempt refused");
-                    abandon(reopened.body);
-                    return undefined;
-                  }
-                  outcome.model = next.model;
-                  outcome.route = next.route.name;
-                  return new EventReader(reopened.body);
-                },
+                open: streamOpener(engine, request, signal, deadlineAt, bodyFor, outcome),
                 idleMs: (current) => current.route.timeouts.idleMs,
                 remainingMs: () => deadlineAt - engine.now(),
                 onFailure: (current) => healthOf(store, current).recordFailure(engine.now()),
@@ -287,7 +234,7 @@ export async function runAttempts(
       res.writeHead(outcome.status, {
         "content-type": "application/json; charset=utf-8",
         "content-length": Buffer.byteLength(body),
-        "x-gateway-attempt-count": String(attempts),
+        "x-gateway-attempt-count": String(outcome.attempts),
         ...(outcome.model !== null ? { "x-gateway-model-used": outcome.model } : {}),
       });
       res.end(body);
@@ -310,11 +257,54 @@ export async function runAttempts(
         : timedOut
           ? `No upstream answered in time. Tried: ${tried}.`
           : `No upstream could be reached. Tried: ${tried}.`,
-      { "x-gateway-attempt-count": String(attempts), ...(outcome.switched ? { "x-gateway-switched": "1" } : {}) },
+      { "x-gateway-attempt-count": String(outcome.attempts), ...(outcome.switched ? { "x-gateway-switched": "1" } : {}) },
     );
   } finally {
     clearTimeout(deadline);
   }
+}
+
+/** Opens a recovery stream (a replay, or a prefill continuation) for a committed Chat Completions stream. */
+function streamOpener(
+  engine: Engine,
+  request: ProxyRequest,
+  signal: Abort,
+  deadlineAt: number,
+  bodyFor: (candidate: Candidate) => Buffer | undefined,
+  outcome: Outcome,
+): StreamOpener {
+  const { store, logger } = engine;
+  return async (next, mode, partial) => {
+    const remaining = deadlineAt - engine.now();
+    if (remaining <= 0) return undefined;
+    outcome.attempts++;
+    let body = bodyFor(next);
+    if (mode === "prefill" && body) body = withAssistantPrefix(body, partial);
+    let reopened: UpstreamResponse;
+    try {
+      reopened = await sendAttempt(engine.upstream.dispatcher(next.route), {
+        origin: next.route.origin,
+        path: upstreamPath(next.route, request.pathname, request.search),
+        method: request.method as Dispatcher.HttpMethod,
+        headers: buildUpstreamHeaders(request.headers, next.route, { bodyLength: body?.length, identityEncoding: true }),
+        body,
+        signal,
+        timeoutMs: Math.max(1, Math.min(next.route.timeouts.headersMs, remaining)),
+        idleMs: next.route.timeouts.idleMs,
+      });
+    } catch {
+      healthOf(store, next).recordFailure(engine.now());
+      return undefined;
+    }
+    if (reopened.statusCode >= 300 || !contentKind(reopened.headers).sse) {
+      logger.warn({ event: "stream_recovery_refused", mode, model: next.model, route: next.route.name, status: reopened.statusCode }, "recovery attempt refused");
+      abandon(reopened.body);
+      return undefined;
+    }
+    outcome.model = next.model;
+    outcome.route = next.route.name;
+    return new EventReader(reopened.body);
+  };
 }
 
 /** A failed attempt is passed to the client when no candidate is left to try and it carries an answer. */
@@ -361,235 +351,5 @@ function countHealth(engine: Engine, candidate: Candidate, failure: FailureFacts
     for (const model of candidate.route.models) {
       if (model !== candidate.model) engine.store.health(candidate.route.name, model).recordFailure(now, { latencyMs });
     }
-  }
-}
-
-const NETWORK_RESET = new Set(["ECONNRESET", "UND_ERR_SOCKET", "EPIPE", "UND_ERR_CLOSED"]);
-
-async function attempt(
-  engine: Engine,
-  request: ProxyRequest,
-  candidate: Candidate,
-  body: Buffer | undefined,
-  signal: Abort,
-  remainingMs: number,
-  options: { mayInspect: boolean; firstTokenBound: boolean; chatStream: boolean },
-): Promise<Attempted> {
-  const { config } = engine;
-  const route = candidate.route;
-  const started = engine.now();
-  const timeouts = route.timeouts;
-  let response: UpstreamResponse;
-  try {
-    response = await sendAttempt(engine.upstream.dispatcher(route), {
-      origin: route.origin,
-      path: upstreamPath(route, request.pathname, request.search),
-      method: request.method as Dispatcher.HttpMethod,
-      headers: buildUpstreamHeaders(request.headers, route, {
-        bodyLength: body === undefined ? undefined : body.length,
-        identityEncoding: options.mayInspect,
-      }),
-      body,
-      signal,
-      timeoutMs: Math.max(1, Math.min(timeouts.headersMs, remainingMs)),
-      idleMs: timeouts.idleMs,
-    });
-  } catch (error) {
-    return thrown(error, route.apiKey !== "", engine.now() - started);
-  }
-
-  const latencyMs = engine.now() - started;
-  const status = response.statusCode;
-  const kind = contentKind(response.headers);
-  const keyedRoute = route.apiKey !== "";
-  const facts = (overrides: Partial<FailureFacts>): FailureFacts => ({
-    status,
-    codes: [],
-    message: "",
-    kind: "status",
-    keyedRoute,
-    inRetrySet: config.retryStatusCodes.has(status),
-    ...overrides,
-  });
-
-  // Error answers: read them (bounded) for their error code, so the rules can tell a full context from a bad request.
-  if (status >= 400) {
-    let pending: Collected | undefined;
-    let payload: unknown;
-    if (request.method !== "HEAD" && !kind.encoded && !kind.sse) {
-      try {
-        pending = await collect(response.body, INSPECT_LIMIT);
-        if (pending.complete) payload = parseJson(Buffer.concat(pending.chunks, pending.size));
-      } catch (error) {
-        return thrown(error, keyedRoute, latencyMs);
-      }
-    }
-    const { codes, message } = errorFacts(payload);
-    const failure = facts({ codes, message });
-    const rule = matchRule(failure, config.rules);
-    // A status outside every rule is the client's answer, delivered as it is.
-    return { response, kind, pending, failure: rule ? failure : undefined, reason: "status", detail: message || undefined, latencyMs };
-  }
-
-  // A 2xx JSON answer may hide an error status in its body (some providers answer 200 {"error": {"code": 429}}).
-  if (options.mayInspect && status < 300 && kind.json && !kind.encoded && request.method !== "HEAD") {
-    let pending: Collected;
-    try {
-      pending = await collect(response.body, INSPECT_LIMIT);
-    } catch (error) {
-      return thrown(error, keyedRoute, latencyMs);
-    }
-    if (pending.complete) {
-      const payload = parseJson(Buffer.concat(pending.chunks, pending.size));
-      const hidden = bodyStatus(payload, config.retryStatusCodes);
-      if (hidden !== null) {
-        const { codes, message } = errorFacts(payload);
-        return { response, kind, pending, failure: facts({ status: hidden, codes, message, inRetrySet: true }), reason: "body_status", detail: message || undefined, latencyMs };
-      }
-    }
-    return { response, kind, pending, failure: undefined, reason: undefined, detail: undefined, latencyMs };
-  }
-
-  // A Chat Completions stream is held until its first real output (text, reasoning or a tool call): until then
-  // an error event, a stall or a cut can still fail over invisibly.
-  if (options.chatStream && kind.sse && status < 300) {
-    return holdChatStream(response, kind, options.firstTokenBound ? started + Math.min(timeouts.firstTokenMs, remainingMs) : undefined, engine, facts, started);
-  }
-
-  // Other streams are held until their first event, when another candidate could take over.
-  if (options.firstTokenBound && kind.sse && status < 300) {
-    const waitMs = Math.max(1, Math.min(timeouts.firstTokenMs, remainingMs) - latencyMs);
-    let first;
-    try {
-      first = await awaitFirstEvent(response.body, waitMs);
-    } catch (error) {
-      return thrown(error, keyedRoute, latencyMs);
-    }
-    const pending: Collected = { chunks: first.chunks, size: first.size, complete: false };
-    if (first.timedOut) {
-      return { response, kind, pending, failure: facts({ status: null, kind: "timeout" }), reason: "timeout", detail: `no first event within ${timeouts.firstTokenMs} ms`, latencyMs };
-    }
-    if (first.ended) {
-      return { response, kind, pending, failure: facts({ status: null, kind: "reset" }), reason: "network_error", detail: "the stream ended before its first event", latencyMs };
-    }
-    const payload = first.data === null ? undefined : parseJson(Buffer.from(first.data));
-    if (payload && typeof payload === "object" && "error" in payload && (payload as { error: unknown }).error) {
-      const { codes, message } = errorFacts(payload);
-      const hidden = bodyStatus(payload, ANY_STATUS) ?? 500;
-      return {
-        response,
-        kind,
-        pending,
-        failure: facts({ status: hidden, codes, message, inRetrySet: config.retryStatusCodes.has(hidden) || hidden >= 500 }),
-        reason: "body_status",
-        detail: message || "error event before the first token",
-        latencyMs,
-      };
-    }
-    return { response, kind, pending, failure: undefined, reason: undefined, detail: undefined, latencyMs: engine.now() - started };
-  }
-
-  return { response, kind, pending: undefined, failure: undefined, reason: undefined, detail: undefined, latencyMs };
-}
-
-async function holdChatStream(
-  response: UpstreamResponse,
-  kind: ContentKind,
-  firstTokenBy: number | undefined,
-  engine: Engine,
-  facts: (overrides: Partial<FailureFacts>) => FailureFacts,
-  started: number,
-): Promise<Attempted> {
-  const reader = new EventReader(response.body);
-  const held: SseEvent[] = [];
-  const malformed = { count: 0 };
-  let heldBytes = 0;
-  const transcript = new ChatTranscript();
-  // A stream that failed before its first token has no answer to pass on: it is never delivered.
-  const fail = (failure: FailureFacts, reason: FailureReason, detail: string, errorEvent?: Attempted["errorEvent"]): Attempted => ({
-    response: undefined,
-    kind,
-    pending: undefined,
-    stream: { reader, held, transcript, malformed },
-    failure,
-    reason,
-    detail,
-    latencyMs: engine.now() - started,
-    errorEvent,
-  });
-  for (;;) {
-    let event: SseEvent | null;
-    try {
-      event = await reader.next(firstTokenBy === undefined ? undefined : Math.max(1, firstTokenBy - engine.now()), "first_token");
-    } catch (error) {
-      if (error instanceof StreamTimeoutError) return fail(facts({ status: null, kind: "timeout" }), "timeout", error.message);
-      return { ...thrown(error, false, engine.now() - started), stream: { reader, held, transcript, malformed } };
-    }
-    if (event === null) return fail(facts({ status: null, kind: "reset" }), "network_error", "the stream ended before its first token");
-    if (event.data === undefined) {
-      held.push(event);
-      continue;
-    }
-    if (event.data.trim() === "[DONE]") {
-      held.push(event);
-      break;
-    }
-    let chunk: unknown;
-    try {
-      chunk = JSON.parse(event.data);
-    } catch {
-      malformed.count++; // dropped, never relayed
-      continue;
-    }
-    if (!chunk || typeof chunk !== "object" || Array.isArray(chunk)) {
-      malformed.count++;
-      continue;
-    }
-    const record = chunk as Record<string, unknown>;
-    if (record.error) {
-      const { codes, message } = errorFacts(record);
-      const hidden = bodyStatus(record, ANY_STATUS) ?? 500;
-      return fail(
-        facts({ status: hidden, codes, message, inRetrySet: engine.config.retryStatusCodes.has(hidden) || hidden >= 500 }),
-        "body_status",
-        message || "an error event before the first token",
-        { status: hidden >= 400 ? hidden : 502, error: record.error },
-      );
-    }
-    held.push(event);
-    heldBytes += event.raw.length;
-    transcript.apply(record);
-    // Commit on real output, on a finished choice, on a shape this check does not know (no `choices`),
-    // or once the held bytes reach the bound: holding is never unbounded.
-    if (!Array.isArray(record.choices) || isContentChunk(record) || transcript.finishedAny() || heldBytes > MAX_HELD_BYTES) break;
-  }
-  return { response, kind, pending: undefined, stream: { reader, held, transcript, malformed }, failure: undefined, reason: undefined, detail: undefined, latencyMs: engine.now() - started };
-}
-
-const MAX_HELD_BYTES = 1024 * 1024;
-
-const ANY_STATUS: ReadonlySet<number> = new Set(Array.from({ length: 500 }, (_, i) => i + 100));
-
-function thrown(error: unknown, keyedRoute: boolean, latencyMs: number): Attempted {
-  const code = (error as { code?: unknown } | null)?.code;
-  const timeout = (error as Error | null)?.name === "TimeoutError" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
-  const reset = typeof code === "string" && NETWORK_RESET.has(code);
-  const kind: FailureFacts["kind"] = timeout ? "timeout" : reset ? "reset" : "network";
-  return {
-    response: undefined,
-    kind: undefined,
-    pending: undefined,
-    failure: { status: null, codes: [], message: (error as Error).message ?? "", kind, keyedRoute, inRetrySet: false },
-    reason: timeout ? "timeout" : "network_error",
-    detail: (error as Error).message,
-    latencyMs,
-  };
-}
-
-function parseJson(buffer: Buffer): unknown {
-  try {
-    return JSON.parse(buffer.toString("utf8"));
-  } catch {
-    return undefined;
   }
 }
