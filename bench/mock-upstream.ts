@@ -8,7 +8,7 @@
  *   POST …/chat/completions  "stream": true → 200 SSE: 20 chunk events, then `data: [DONE]`
  *   the same under /slow/, "stream": true   → the same 20 events, one every `--slow-interval-ms`
  *                                             (default 200 ms): a stream held open for seconds
- *   any path under /busy/                   → 429 rate-limit error, no Retry-After (fallback scenarios)
+ *   any path under /busy/                   → 429 rate-limit error with `retry-after-ms: 0` (fallback scenarios)
  *   any path on the second, "busy" port     → the same 429 (for nginx's proxy_next_upstream, which
  *                                             fails over between servers, not paths)
  *   anything else                           → 404
@@ -79,6 +79,7 @@ const LAST_EVENT = EVENTS.length - 1;
 const RATE_LIMITED = Buffer.from(
   JSON.stringify({ error: { message: "Rate limit reached (bench mock upstream).", type: "rate_limit_error", param: null, code: "rate_limit_exceeded" } }),
 );
+const RETRY_NOW = { "retry-after-ms": "0" };
 const NOT_FOUND = Buffer.from(JSON.stringify({ error: { message: "Not found (bench mock upstream).", type: "invalid_request_error", param: null, code: "not_found" } }));
 const STREAM_TRUE = /"stream"\s*:\s*true/;
 
@@ -125,9 +126,10 @@ let busyAnswers = 0;
 function handle(req: IncomingMessage, res: ServerResponse, body: Buffer, slowIntervalMs: number, busy: boolean): void {
   const path = req.url ?? "/";
   if (busy || path.startsWith("/busy/")) {
-    // No Retry-After: the gateway then cools the model down for breaker.rateLimitCooldownMs only.
+    // `retry-after-ms: 0`: no cooldown at all, so the gateway tries the busy model on every request
+    // (its shortest configurable cooldown, 1 ms, still let requests starting in the same millisecond skip it).
     busyAnswers++;
-    sendJson(res, 429, RATE_LIMITED);
+    sendJson(res, 429, RATE_LIMITED, RETRY_NOW);
     return;
   }
   const query = path.indexOf("?");

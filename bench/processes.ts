@@ -1,6 +1,7 @@
 /**
- * Child processes of the bench (mock upstream, gateway), their cleanup, and
- * what /proc says about them (CPU time, peak RSS).
+ * Child processes of the bench (mock upstream, gateway; nginx is in
+ * bench/nginx.ts), their cleanup, and what /proc says about them (CPU time,
+ * peak RSS).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -17,14 +18,22 @@ const MOCK_SCRIPT = fileURLToPath(new URL("./mock-upstream.js", import.meta.url)
 
 const children = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
+/** Grandchildren (nginx's worker): SIGKILLed by killAllNow should their parent be SIGKILLed first. */
+const grandchildren = new Map<number, string>();
 
-function track(child: ChildProcess): ChildProcess {
+/** Registers a child process, stopped by stopAll and killAllNow. */
+export function track(child: ChildProcess): ChildProcess {
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;
 }
 
-const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+/** Registers a process that is not our child (its parent is): killAllNow SIGKILLs it if it still runs `marker`. */
+export function trackGrandchild(pid: number, marker: string): void {
+  grandchildren.set(pid, marker);
+}
+
+export const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
 
 /** Stops one child: SIGTERM, then SIGKILL after `graceMs`. */
 export async function stopChild(child: ChildProcess, graceMs = 3_000): Promise<void> {
@@ -49,6 +58,15 @@ export function killAllNow(): void {
   for (const child of children) {
     if (alive(child)) child.kill("SIGKILL");
   }
+  for (const [pid, marker] of grandchildren) {
+    try {
+      // Only if the pid still belongs to that process (not reused since).
+      if (readFileSync(`/proc/${pid}/cmdline`, "latin1").includes(marker)) process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  grandchildren.clear();
   removeTempDirs();
 }
 
@@ -82,18 +100,31 @@ function tail(child: ChildProcess, max = 40): () => string {
 
 // ---------------------------------------------------------------- mock upstream
 
+export interface MockStats {
+  /** Requests served since the mock started (429s included). */
+  readonly requests: number;
+  /** Of those, the 429s of the busy port and /busy/. */
+  readonly busy: number;
+  /** TCP connections accepted since the mock started (server 'connection' events, both ports). */
+  readonly connections: number;
+  /** TCP connections open now. */
+  readonly open: number;
+}
+
 export interface MockProcess {
   readonly child: ChildProcess;
   readonly pid: number;
   readonly origin: string;
+  /** The mock's second port: every request there answers 429. */
+  readonly busyOrigin: string;
   /** Asks the mock to SIGTERM these pids and remove these dirs should the bench die without cleaning up. */
   guard(pids: number[], dirs: string[]): void;
-  /** Requests served and connections accepted since the mock started. */
-  stats(): Promise<{ requests: number; connections: number }>;
+  stats(): Promise<MockStats>;
 }
 
-export function startMock(timeoutMs = 10_000): Promise<MockProcess> {
-  const child = track(fork(MOCK_SCRIPT, ["--serve"], { stdio: ["ignore", "pipe", "pipe", "ipc"], execArgv: [] }));
+export function startMock(options: { slowIntervalMs: number }, timeoutMs = 10_000): Promise<MockProcess> {
+  const args = ["--serve", "--slow-interval-ms", String(options.slowIntervalMs)];
+  const child = track(fork(MOCK_SCRIPT, args, { stdio: ["ignore", "pipe", "pipe", "ipc"], execArgv: [] }));
   const output = tail(child);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`the mock upstream did not start within ${timeoutMs} ms\n${output()}`)), timeoutMs);
@@ -103,21 +134,22 @@ export function startMock(timeoutMs = 10_000): Promise<MockProcess> {
     };
     child.once("error", fail);
     child.once("exit", (code, signal) => fail(new Error(`the mock upstream exited (${signal ?? code}) before it was ready\n${output()}`)));
-    child.on("message", (message: { type?: string; port?: number }) => {
+    child.on("message", (message: { type?: string; port?: number; busyPort?: number }) => {
       if (message.type !== "ready" || typeof message.port !== "number") return;
       clearTimeout(timer);
       resolve({
         child,
         pid: child.pid!,
         origin: `http://127.0.0.1:${message.port}`,
+        busyOrigin: `http://127.0.0.1:${message.busyPort}`,
         guard: (pids, dirs) => child.send({ type: "guard", pids, dirs }),
         stats: () =>
           new Promise((resolveStats, rejectStats) => {
-            const onMessage = (reply: { type?: string; requests?: number; connections?: number }) => {
+            const onMessage = (reply: { type?: string } & Partial<MockStats>) => {
               if (reply.type !== "stats") return;
               child.off("message", onMessage);
               clearTimeout(statsTimer);
-              resolveStats({ requests: reply.requests ?? 0, connections: reply.connections ?? 0 });
+              resolveStats({ requests: reply.requests ?? 0, busy: reply.busy ?? 0, connections: reply.connections ?? 0, open: reply.open ?? 0 });
             };
             const statsTimer = setTimeout(() => {
               child.off("message", onMessage);

@@ -1,18 +1,20 @@
 /**
  * `npm run bench`: the gateway's benchmark. See bench/README.md.
  *
- * Starts the mock upstream and the real gateway (each in its own process),
- * checks that both answer correctly, then drives every scenario with
- * autocannon, once straight at the mock (direct) and once through the gateway,
- * and prints one table with the ratios. Results also go to
+ * Starts the mock upstream and the real gateway (and, with --compare, nginx),
+ * each in its own process, checks that they answer correctly, then drives
+ * every scenario once straight at the mock (direct) and once through each
+ * proxy, and prints one table with the ratios, the issue-5 targets met or
+ * missed and, with --check, the CI verdict. Results also go to
  * build/bench-results.json.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { runLoad, stopAllLoad, type LoadResult } from "./load.js";
+import { findNginx, startNginx, type NginxProcess } from "./nginx.js";
 import {
   REPO_ROOT,
   cpuTimeUs,
@@ -22,32 +24,54 @@ import {
   startGateway,
   startMock,
   stopAll,
+  stopChild,
   type GatewayProcess,
   type MockProcess,
 } from "./processes.js";
-import { compare, failures, formatTable, type RunRecord } from "./report.js";
-import { checkChat, checkStream, type SanityResult } from "./sanity.js";
-import { SCENARIOS, chatRequest, routesYaml, type Scenario, type TargetName } from "./scenarios.js";
+import {
+  checkAgainstBaseline,
+  compare,
+  evaluateTargets,
+  failures,
+  formatSummary,
+  formatTable,
+  formatTargets,
+  type Baseline,
+  type RunRecord,
+} from "./report.js";
+import { checkChat, checkStream, type GatewayExpectations, type SanityResult } from "./sanity.js";
+import { BENCH_MODEL, HELD_STREAMS, SCENARIOS, TARGET_NAMES, requestFor, routesYaml, type Scenario, type TargetName } from "./scenarios.js";
+import { runHeldStreams, stopHeldStreams } from "./streams.js";
+
+const BASELINE_FILE = path.join(REPO_ROOT, "bench", "baseline.json");
 
 const USAGE = `Usage: npm run bench -- [options]
 
-  --duration N     seconds per measured run (default 5)
-  --warmup N       seconds of warm-up before each measured run (default 1)
-  --quick          smoke run: --duration 1 --warmup 0.3
-  --scenario IDS   comma-separated scenario ids (default: all): ${SCENARIOS.map((s) => s.id).join(", ")}
-  --target NAMES   comma-separated targets (default: direct,gateway)
-  --json PATH      where to write the results (default: build/bench-results.json)
-  --cpu-prof       run the gateway with --cpu-prof; profiles go to build/bench-profiles/
-  --prof           run the gateway with --prof; the V8 log goes to build/bench-profiles/
-                   (one of the two at a time; profiling slows the gateway, so the figures are not comparable)
-  --help           this text
+  --duration N       seconds per measured run (default 5)
+  --warmup N         seconds of warm-up before each measured run (default 1)
+  --quick            smoke run: --duration 1 --warmup 0.3, held streams of 2 s instead of 4 s
+  --scenario IDS     comma-separated scenario ids (default: all): ${SCENARIOS.map((s) => s.id).join(", ")}
+  --target NAMES     comma-separated targets (default: direct,gateway; nginx with --compare)
+  --compare          also run nginx as a reverse proxy (when installed), and print the ratios to it
+  --check            CI guard: exit 1 if a gateway run costs more than 3× the CPU per request of
+                     bench/baseline.json, or any request failed; never on mere noise
+  --update-baseline  write this run's gateway CPU per request to bench/baseline.json
+  --json PATH        where to write the results (default: build/bench-results.json)
+  --cpu-prof         run the gateway with --cpu-prof; profiles go to build/bench-profiles/
+  --prof             run the gateway with --prof; the V8 log goes to build/bench-profiles/
+                     (one of the two at a time; profiling slows the gateway, so the figures are not comparable)
+  --help             this text
 `;
 
 interface Options {
   durationSec: number;
   warmupSec: number;
+  /** The mock's interval between the events of a held stream (20 events). */
+  slowIntervalMs: number;
   scenarios: Scenario[];
   targets: TargetName[];
+  check: boolean;
+  updateBaseline: boolean;
   jsonPath: string;
   gatewayNodeArgs: string[];
   profileDir: string | undefined;
@@ -62,6 +86,9 @@ function parseOptions(argv: string[]): Options | undefined {
       quick: { type: "boolean" },
       scenario: { type: "string" },
       target: { type: "string" },
+      compare: { type: "boolean" },
+      check: { type: "boolean" },
+      "update-baseline": { type: "boolean" },
       json: { type: "string" },
       "cpu-prof": { type: "boolean" },
       prof: { type: "boolean" },
@@ -90,8 +117,11 @@ function parseOptions(argv: string[]): Options | undefined {
   const unknown = scenarioIds?.filter((id) => !SCENARIOS.some((s) => s.id === id)) ?? [];
   if (unknown.length) throw new Error(`unknown scenario(s): ${unknown.join(", ")} (known: ${SCENARIOS.map((s) => s.id).join(", ")})`);
   const targets = (list(values.target) ?? ["direct", "gateway"]) as TargetName[];
-  const badTarget = targets.find((t) => t !== "direct" && t !== "gateway");
-  if (badTarget) throw new Error(`unknown target: ${badTarget} (known: direct, gateway)`);
+  const badTarget = targets.find((t) => !TARGET_NAMES.includes(t));
+  if (badTarget) throw new Error(`unknown target: ${badTarget} (known: ${TARGET_NAMES.join(", ")})`);
+  if (values.compare && !targets.includes("nginx")) targets.push("nginx");
+  // Always in the same order: direct first (the baseline), then the proxies.
+  targets.sort((a, b) => TARGET_NAMES.indexOf(a) - TARGET_NAMES.indexOf(b));
 
   let profileDir: string | undefined;
   const gatewayNodeArgs: string[] = [];
@@ -103,11 +133,15 @@ function parseOptions(argv: string[]): Options | undefined {
     if (values["cpu-prof"]) gatewayNodeArgs.push("--cpu-prof", `--cpu-prof-dir=${profileDir}`);
     if (values.prof) gatewayNodeArgs.push("--prof", "--no-logfile-per-isolate", `--logfile=${path.join(profileDir, "gateway-v8.log")}`);
   }
+  if ((values.check || values["update-baseline"]) && !targets.includes("gateway")) throw new Error("--check and --update-baseline need the gateway target");
   return {
     durationSec,
     warmupSec,
+    slowIntervalMs: values.quick ? 100 : 200,
     scenarios,
     targets,
+    check: values.check ?? false,
+    updateBaseline: values["update-baseline"] ?? false,
     jsonPath: path.resolve(values.json ?? path.join(REPO_ROOT, "build", "bench-results.json")),
     gatewayNodeArgs,
     profileDir,
@@ -120,50 +154,92 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 interface Target {
   readonly name: TargetName;
   readonly origin: string;
-  /** The proxy process whose CPU and memory are measured (none for direct). */
+  /** The proxy process whose CPU and memory are measured (none for direct; nginx's worker). */
   readonly proxyPid: number | undefined;
 }
 
+/** Seconds a held stream lasts: 20 events, `slowIntervalMs` apart. */
+const heldStreamSec = (options: Options) => (20 * options.slowIntervalMs) / 1000;
+
+function runsOf(options: Options): { scenario: Scenario; target: TargetName }[] {
+  return options.scenarios.flatMap((scenario) =>
+    options.targets.filter((target) => !scenario.targets || scenario.targets.includes(target)).map((target) => ({ scenario, target })),
+  );
+}
+
 async function measure(scenario: Scenario, target: Target, mock: MockProcess, options: Options): Promise<RunRecord> {
-  const load = { origin: target.origin, request: scenario.request, connections: scenario.connections };
+  const request = requestFor(scenario, target.name);
+  const pid = target.proxyPid;
+  const load = { origin: target.origin, request, connections: scenario.connections };
   let warmupFailures = 0;
-  if (options.warmupSec > 0) {
+  if (scenario.kind !== "held-streams" && options.warmupSec > 0) {
     const warm = await runLoad({ ...load, durationSec: options.warmupSec });
     warmupFailures = failures(warm);
   }
   await sleep(100);
-  const proxyCpuBefore = target.proxyPid !== undefined ? cpuTimeUs(target.proxyPid) : 0;
+  const rssBeforeKb = pid !== undefined ? memoryKb(pid).rssKb : null;
+  const proxyCpuBefore = pid !== undefined ? cpuTimeUs(pid) : 0;
   const mockCpuBefore = cpuTimeUs(mock.pid);
   const statsBefore = await mock.stats();
-  const result: LoadResult = await runLoad({ ...load, durationSec: options.durationSec });
-  const proxyCpu = target.proxyPid !== undefined ? cpuTimeUs(target.proxyPid) - proxyCpuBefore : 0;
+  let result: LoadResult;
+  let held: RunRecord["held"];
+  if (scenario.kind === "held-streams") {
+    const run = await runHeldStreams({ ...load, streams: scenario.connections, pid, timeoutMs: (heldStreamSec(options) + 20) * 1000 });
+    result = run.load;
+    held = {
+      streams: scenario.connections,
+      allOpenAfterMs: run.allOpenAfterMs,
+      maxOpen: run.maxOpen,
+      rssBeforeKb,
+      rssAtMaxOpenKb: run.rssAtMaxOpenKb,
+      rssMaxKb: run.rssMaxKb,
+      samplesAtMaxOpen: run.samplesAtMaxOpen,
+      closedConnections: run.closedConnections,
+    };
+  } else {
+    result = await runLoad({ ...load, durationSec: options.durationSec });
+  }
+  const proxyCpu = pid !== undefined ? cpuTimeUs(pid) - proxyCpuBefore : 0;
   const mockCpu = cpuTimeUs(mock.pid) - mockCpuBefore;
   const statsAfter = await mock.stats();
   const perRequest = (us: number) => (result.requests > 0 ? us / result.requests : NaN);
   return {
     scenario: scenario.id,
     title: scenario.title,
+    kind: scenario.kind,
     target: target.name,
     connections: scenario.connections,
-    durationSec: options.durationSec,
+    durationSec: held ? result.elapsedSec : options.durationSec,
     load: result,
-    proxyCpuUsPerReq: target.proxyPid !== undefined ? perRequest(proxyCpu) : null,
+    proxyCpuUsPerReq: pid !== undefined ? perRequest(proxyCpu) : null,
     upstreamCpuUsPerReq: perRequest(mockCpu),
-    proxyMemoryKb: target.proxyPid !== undefined ? memoryKb(target.proxyPid) : null,
-    upstream: { requests: statsAfter.requests - statsBefore.requests, connections: statsAfter.connections - statsBefore.connections },
+    proxyMemoryKb: pid !== undefined ? memoryKb(pid) : null,
+    upstream: {
+      requests: statsAfter.requests - statsBefore.requests,
+      busy: statsAfter.busy - statsBefore.busy,
+      connections: statsAfter.connections - statsBefore.connections,
+    },
     warmupFailures,
+    ...(held ? { held } : {}),
   };
 }
 
-async function sanityChecks(mock: MockProcess, gateway: GatewayProcess | undefined): Promise<SanityResult[]> {
-  const results = [await checkChat("direct", mock.origin, chatRequest(false), false), await checkStream("direct", mock.origin, chatRequest(true), false)];
-  if (gateway) {
-    results.push(await checkChat("gateway", gateway.origin, chatRequest(false), true));
-    results.push(await checkStream("gateway", gateway.origin, chatRequest(true), true));
-  }
-  for (const r of results) {
+/** One request per scenario and target before any load (held streams check every stream themselves). */
+async function sanityChecks(options: Options, targets: readonly Target[]): Promise<SanityResult[]> {
+  const results: SanityResult[] = [];
+  for (const { scenario, target: name } of runsOf(options)) {
+    if (scenario.kind === "held-streams") continue;
+    const target = targets.find((t) => t.name === name)!;
+    const request = requestFor(scenario, name);
+    const expect: GatewayExpectations | undefined = name === "gateway" ? { modelUsed: BENCH_MODEL, switched: scenario.kind === "fallback" } : undefined;
+    const r =
+      scenario.kind === "stream"
+        ? await checkStream(scenario.id, name, target.origin, request, expect)
+        : await checkChat(scenario.id, name, target.origin, request, expect);
+    results.push(r);
     const stream = r.kind === "stream" ? `, ${r.chunks} chunks + [DONE] in ${r.reads} reads` : "";
-    log(`  ok  ${r.target.padEnd(7)} ${r.kind.padEnd(6)} ${r.status}, ${r.bytes} bytes${r.modelUsed ? `, x-gateway-model-used: ${r.modelUsed}` : ""}${stream}`);
+    const gatewayHeaders = r.modelUsed ? `, model-used ${r.modelUsed}${r.switched ? `, switched ${r.switched}` : ""}, attempts ${r.attempts}` : "";
+    log(`  ok  ${scenario.id.padEnd(12)} ${name.padEnd(7)} ${r.status}, ${r.bytes} bytes${gatewayHeaders}${stream}`);
   }
   return results;
 }
@@ -183,77 +259,166 @@ function loudWarning(lines: string[]): void {
   log(`\n${bar}\n!!! WARNING: ${lines.join("\n!!! ")}\n${bar}\n`);
 }
 
+function readBaseline(): Baseline {
+  let parsed: Partial<Baseline>;
+  try {
+    parsed = JSON.parse(readFileSync(BASELINE_FILE, "utf8")) as Partial<Baseline>;
+  } catch (error) {
+    throw new Error(`--check needs ${path.relative(REPO_ROOT, BASELINE_FILE)}: ${(error as Error).message}`);
+  }
+  if (!parsed.gatewayCpuUsPerReq || typeof parsed.factor !== "number") throw new Error(`${BASELINE_FILE} needs gatewayCpuUsPerReq and factor`);
+  return parsed as Baseline;
+}
+
 async function main(options: Options): Promise<number> {
   if (!procAvailable()) throw new Error("the bench reads CPU time and RSS from /proc: it runs on Linux only");
   const started = Date.now();
-  const wantGateway = options.targets.includes("gateway");
+  const notes: string[] = [];
+  const baseline = options.check ? readBaseline() : undefined;
 
-  log("starting the mock upstream and the gateway…");
-  const mock = await startMock();
-  let gateway: GatewayProcess | undefined;
-  if (wantGateway) {
-    gateway = await startGateway({ routesYaml: routesYaml(mock.origin), nodeArgs: options.gatewayNodeArgs });
-    mock.guard([gateway.pid], [gateway.dir]);
+  let nginxBin: string | undefined;
+  if (options.targets.includes("nginx")) {
+    nginxBin = findNginx();
+    if (!nginxBin) {
+      notes.push("--compare: nginx is not installed (`command -v nginx` finds nothing), so there is no nginx column; on Debian/Ubuntu: apt-get install nginx-light");
+      options.targets = options.targets.filter((t) => t !== "nginx");
+    }
   }
-  log(`  mock upstream ${mock.origin} (pid ${mock.pid})${gateway ? `, gateway ${gateway.origin} (pid ${gateway.pid})` : ""}`);
+  for (const note of notes) log(`NOTE: ${note}`);
 
+  log("starting the mock upstream, the gateway" + (nginxBin ? " and nginx" : "") + "…");
+  const mock = await startMock({ slowIntervalMs: options.slowIntervalMs });
+  let gateway: GatewayProcess | undefined;
+  let nginx: NginxProcess | undefined;
+  const guardPids: number[] = [];
+  const guardDirs: string[] = [];
+  const launchGateway = async () => {
+    const launched = await startGateway({
+      routesYaml: routesYaml(mock),
+      nodeArgs: options.gatewayNodeArgs,
+      // The default pool (200 connections per upstream) would queue most of the held streams.
+      env: { UPSTREAM_MAX_CONNECTIONS: String(HELD_STREAMS + 100) },
+    });
+    guardPids.push(launched.pid);
+    guardDirs.push(launched.dir);
+    mock.guard(guardPids, guardDirs);
+    return launched;
+  };
+  if (options.targets.includes("gateway")) gateway = await launchGateway();
+  if (nginxBin) {
+    try {
+      nginx = await startNginx(nginxBin, mock);
+      guardPids.push(nginx.masterPid, nginx.workerPid);
+      guardDirs.push(nginx.dir);
+      mock.guard(guardPids, guardDirs);
+    } catch (error) {
+      const note = `--compare: nginx (${nginxBin}) did not start, so there is no nginx column: ${(error as Error).message}`;
+      notes.push(note);
+      log(`NOTE: ${note}`);
+      options.targets = options.targets.filter((t) => t !== "nginx");
+    }
+  }
+  log(
+    `  mock upstream ${mock.origin} (busy port ${mock.busyOrigin}, pid ${mock.pid})` +
+      (gateway ? `, gateway ${gateway.origin} (pid ${gateway.pid})` : "") +
+      (nginx ? `, nginx ${nginx.version} ${nginx.origin} (master ${nginx.masterPid}, worker ${nginx.workerPid})` : ""),
+  );
+
+  const targets: Target[] = options.targets.map((name) => {
+    if (name === "gateway") return { name, origin: gateway!.origin, proxyPid: gateway!.pid };
+    if (name === "nginx") return { name, origin: nginx!.origin, proxyPid: nginx!.workerPid };
+    return { name, origin: mock.origin, proxyPid: undefined };
+  });
+
+  // Idle: after start-up, before any request (and again after the sanity checks' few requests).
+  await sleep(200);
+  const startupMemoryKb = gateway ? memoryKb(gateway.pid) : null;
   log("sanity checks:");
-  const sanity = await sanityChecks(mock, gateway);
+  const sanity = await sanityChecks(options, targets);
   const idleMemoryKb = gateway ? memoryKb(gateway.pid) : null;
 
-  const targets: Target[] = options.targets.map((name) =>
-    name === "gateway" ? { name, origin: gateway!.origin, proxyPid: gateway!.pid } : { name, origin: mock.origin, proxyPid: undefined },
-  );
+  const plan = runsOf(options);
   const runs: RunRecord[] = [];
-  const total = options.scenarios.reduce((n, s) => n + (s.targets ?? targets.map((t) => t.name)).filter((t) => options.targets.includes(t)).length, 0);
-  log(`measuring: ${total} runs of ${options.durationSec} s, each after ${options.warmupSec} s of warm-up`);
-  for (const scenario of options.scenarios) {
-    for (const target of targets) {
-      if (scenario.targets && !scenario.targets.includes(target.name)) continue;
-      const run = await measure(scenario, target, mock, options);
-      runs.push(run);
-      const bad = failures(run.load);
-      log(
-        `  ${scenario.id.padEnd(11)} ${target.name.padEnd(7)} ${run.load.rps.toFixed(0).padStart(6)} req/s  p50 ${run.load.latencyMs.p50.toFixed(3)} ms  p99 ${run.load.latencyMs.p99.toFixed(3)} ms` +
-          (run.proxyCpuUsPerReq !== null ? `  ${run.proxyCpuUsPerReq.toFixed(0)} µs CPU/req` : "") +
-          (bad ? `  ${bad} FAILED` : ""),
-      );
+  log(`measuring: ${plan.length} runs of ${options.durationSec} s, each after ${options.warmupSec} s of warm-up (held streams: ${heldStreamSec(options)} s)`);
+  let gatewayUsed = false;
+  /** VmHWM of the gateway replaced by a fresh one, if any. */
+  let earlierPeakKb = 0;
+  for (const { scenario, target: name } of plan) {
+    let target = targets.find((t) => t.name === name)!;
+    if (name === "gateway" && scenario.kind === "held-streams" && gatewayUsed && gateway) {
+      // A fresh gateway, so that its memory with the streams open does not depend on the scenarios run before.
+      log("  (a fresh gateway for the held streams)");
+      earlierPeakKb = memoryKb(gateway.pid).peakRssKb;
+      await stopChild(gateway.child);
+      gateway = await launchGateway();
+      target = { name, origin: gateway.origin, proxyPid: gateway.pid };
+      targets[targets.findIndex((t) => t.name === name)] = target;
     }
+    if (name === "gateway") gatewayUsed = true;
+    const run = await measure(scenario, target, mock, options);
+    runs.push(run);
+    const bad = failures(run.load) + run.warmupFailures;
+    log(
+      `  ${scenario.id.padEnd(12)} ${target.name.padEnd(7)} ${run.load.rps.toFixed(0).padStart(6)} req/s  p50 ${run.load.latencyMs.p50.toFixed(3)} ms  p99 ${run.load.latencyMs.p99.toFixed(3)} ms` +
+        (run.proxyCpuUsPerReq !== null ? `  ${run.proxyCpuUsPerReq.toFixed(0)} µs CPU/req` : "") +
+        (run.held ? `  ${run.held.maxOpen} open at once` : "") +
+        (run.held?.rssAtMaxOpenKb ? `, ${(run.held.rssAtMaxOpenKb / 1024).toFixed(1)} MB RSS` : "") +
+        (bad ? `  ${bad} FAILED` : ""),
+    );
   }
 
   const finalMemoryKb = gateway ? memoryKb(gateway.pid) : null;
   const gatewayOutput = gateway?.output() ?? "";
+  const nginxErrors = nginx?.errorLog() ?? "";
   log("stopping…");
   await stopAll(options.profileDir ? 20_000 : 3_000);
 
   const comparisons = compare(runs);
-  process.stdout.write(`\n${formatTable(runs, comparisons)}\n`);
-  if (idleMemoryKb && finalMemoryKb) {
+  const verdicts = evaluateTargets(runs, comparisons, startupMemoryKb?.rssKb ?? null);
+  const idle = { startupKb: startupMemoryKb?.rssKb ?? null, afterSanityKb: idleMemoryKb?.rssKb ?? null };
+  process.stdout.write(`\n${formatTable(runs, comparisons)}\n\n${formatSummary(runs, idle)}\n`);
+  if (finalMemoryKb) {
+    const peak = Math.max(earlierPeakKb, finalMemoryKb.peakRssKb);
     process.stdout.write(
-      `\ngateway RSS: ${(idleMemoryKb.rssKb / 1024).toFixed(1)} MB idle (after start-up and the sanity checks), peak (VmHWM) ${(finalMemoryKb.peakRssKb / 1024).toFixed(1)} MB over the whole bench\n`,
+      `gateway peak RSS (VmHWM) over the whole bench: ${(peak / 1024).toFixed(1)} MB` +
+        (earlierPeakKb ? ` (${(earlierPeakKb / 1024).toFixed(1)} MB before the held streams, which ran on a fresh gateway)` : "") +
+        "\n",
     );
   }
+  process.stdout.write(`\n${formatTargets(verdicts)}\n`);
+  for (const note of notes) process.stdout.write(`\nNOTE: ${note}\n`);
+
   const cpus = os.cpus();
   const meta = {
     date: new Date().toISOString(),
     node: process.version,
+    nginx: nginx?.version ?? null,
     platform: `${os.type()} ${os.release()} ${os.arch()}`,
     cpu: cpus[0]?.model ?? "unknown",
     cpuCount: cpus.length,
     git: gitRevision(),
     durationSec: options.durationSec,
     warmupSec: options.warmupSec,
+    heldStreamSec: heldStreamSec(options),
     argv: process.argv.slice(2),
     wallClockSec: (Date.now() - started) / 1000,
   };
   process.stdout.write(
-    `${meta.cpuCount} × ${meta.cpu}, node ${meta.node}, ${options.durationSec} s per run after ${options.warmupSec} s warm-up, git ${meta.git ?? "?"}; bench took ${meta.wallClockSec.toFixed(0)} s\n`,
+    `\n${meta.cpuCount} × ${meta.cpu}, node ${meta.node}${nginx ? `, nginx ${nginx.version}` : ""}, ${options.durationSec} s per run after ${options.warmupSec} s warm-up, git ${meta.git ?? "?"}; bench took ${meta.wallClockSec.toFixed(0)} s\n`,
   );
+
+  let checkOk = true;
+  let checkLines: string[] = [];
+  if (baseline) {
+    ({ ok: checkOk, lines: checkLines } = checkAgainstBaseline(runs, baseline));
+    process.stdout.write(`\n--check against ${path.relative(REPO_ROOT, BASELINE_FILE)} (fails only on > ${baseline.factor}× the baseline CPU or a failed request):\n${checkLines.join("\n")}\n`);
+    process.stdout.write(checkOk ? "check passed\n" : "CHECK FAILED\n");
+  }
 
   mkdirSync(path.dirname(options.jsonPath), { recursive: true });
   writeFileSync(
     options.jsonPath,
-    `${JSON.stringify({ meta, sanity, gateway: { idleMemoryKb, finalMemoryKb }, runs, comparisons }, null, 2)}\n`,
+    `${JSON.stringify({ meta, notes, sanity, gateway: { startupMemoryKb, idleMemoryKb, finalMemoryKb }, runs, comparisons, targets: verdicts, check: baseline ? { ok: checkOk, lines: checkLines } : null }, null, 2)}\n`,
   );
   process.stdout.write(`results: ${path.relative(process.cwd(), options.jsonPath) || options.jsonPath}\n`);
   if (options.profileDir) process.stdout.write(`profiles: ${options.profileDir} (see bench/README.md)\n`);
@@ -268,10 +433,34 @@ async function main(options: Options): Promise<number> {
           `(status codes ${JSON.stringify(run.load.statusCodes)}), ${run.warmupFailures} failures during warm-up`,
       ),
       ...(gatewayOutput ? ["last gateway output:", ...gatewayOutput.split("\n").slice(-10)] : []),
+      ...(nginxErrors.trim() ? ["end of nginx's error log:", ...nginxErrors.split("\n").slice(-10)] : []),
     ]);
     return 1;
   }
-  return 0;
+  if (options.updateBaseline) writeBaseline(runs, meta);
+  return checkOk ? 0 : 1;
+}
+
+function writeBaseline(runs: readonly RunRecord[], meta: { date: string; node: string; cpu: string; cpuCount: number; git: string | null; argv: string[] }): void {
+  const gatewayCpuUsPerReq: Record<string, number> = {};
+  for (const run of runs) {
+    if (run.target === "gateway" && run.proxyCpuUsPerReq !== null && Number.isFinite(run.proxyCpuUsPerReq)) gatewayCpuUsPerReq[run.scenario] = Math.round(run.proxyCpuUsPerReq);
+  }
+  let previous: Record<string, unknown> = {};
+  try {
+    previous = JSON.parse(readFileSync(BASELINE_FILE, "utf8")) as Record<string, unknown>;
+  } catch {
+    // a first baseline
+  }
+  const baseline = {
+    _comment:
+      "Gateway CPU µs per request by scenario, from a full `npm run bench` (see source). `npm run bench -- --check` (CI) fails above factor × these. Refresh with `npm run bench -- --update-baseline` after a deliberate change of the hot path.",
+    source: { date: meta.date, git: meta.git, machine: `${meta.cpuCount} × ${meta.cpu}`, node: meta.node, command: `npm run bench -- ${meta.argv.join(" ")}`.trim() },
+    factor: typeof previous.factor === "number" ? previous.factor : 3,
+    gatewayCpuUsPerReq: { ...((previous.gatewayCpuUsPerReq as Record<string, number> | undefined) ?? {}), ...gatewayCpuUsPerReq },
+  };
+  writeFileSync(BASELINE_FILE, `${JSON.stringify(baseline, null, 2)}\n`);
+  process.stdout.write(`baseline written: ${path.relative(process.cwd(), BASELINE_FILE)}\n`);
 }
 
 // ---------------------------------------------------------------- process lifecycle
@@ -297,6 +486,7 @@ if (options) {
     stopping = true;
     log(`\n${why}: stopping the load and the child processes…`);
     stopAllLoad();
+    stopHeldStreams();
     stopAll(1_000).finally(() => process.exit(code));
   };
   process.on("SIGINT", () => abort("interrupted", 130));
@@ -304,8 +494,11 @@ if (options) {
   process.on("SIGHUP", () => abort("hung up", 129));
 
   // A hard bound on the whole bench: start-up, every run, and shutdown.
-  const runsCount = opts.scenarios.length * opts.targets.length;
-  const boundSec = 60 + runsCount * (opts.durationSec + opts.warmupSec + 2) * 1.5;
+  const runSec = runsOf(opts).reduce(
+    (total, { scenario }) => total + (scenario.kind === "held-streams" ? heldStreamSec(opts) + 5 : opts.durationSec + opts.warmupSec + 2),
+    0,
+  );
+  const boundSec = 60 + runSec * 1.5;
   setTimeout(() => abort(`the bench did not finish within ${boundSec.toFixed(0)} s`, 1), boundSec * 1000).unref();
 
   main(opts).then(
