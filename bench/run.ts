@@ -36,11 +36,12 @@ import {
   formatSummary,
   formatTable,
   formatTargets,
+  overBaseline,
   type Baseline,
   type RunRecord,
 } from "./report.js";
 import { checkChat, checkStream, type GatewayExpectations, type SanityResult } from "./sanity.js";
-import { BENCH_MODEL, HELD_STREAMS, SCENARIOS, TARGET_NAMES, requestFor, routesYaml, type Scenario, type TargetName } from "./scenarios.js";
+import { BENCH_MODEL, HELD_STREAMS, SCENARIOS, TARGET_NAMES, chatRequest, requestFor, routesYaml, type Scenario, type TargetName } from "./scenarios.js";
 import { runHeldStreams, stopHeldStreams } from "./streams.js";
 
 const BASELINE_FILE = path.join(REPO_ROOT, "bench", "baseline.json");
@@ -49,6 +50,8 @@ const USAGE = `Usage: npm run bench -- [options]
 
   --duration N       seconds per measured run (default 5)
   --warmup N         seconds of warm-up before each measured run (default 1)
+  --gateway-warmup N seconds of chat load on a new gateway before its first run (default 3): its JIT
+                     and heap take a few seconds to settle, which would weigh on the first scenario
   --quick            smoke run: --duration 1 --warmup 0.3, held streams of 2 s instead of 4 s
   --scenario IDS     comma-separated scenario ids (default: all): ${SCENARIOS.map((s) => s.id).join(", ")}
   --target NAMES     comma-separated targets (default: direct,gateway; nginx with --compare)
@@ -66,6 +69,7 @@ const USAGE = `Usage: npm run bench -- [options]
 interface Options {
   durationSec: number;
   warmupSec: number;
+  gatewayWarmupSec: number;
   /** The mock's interval between the events of a held stream (20 events). */
   slowIntervalMs: number;
   scenarios: Scenario[];
@@ -83,6 +87,7 @@ function parseOptions(argv: string[]): Options | undefined {
     options: {
       duration: { type: "string" },
       warmup: { type: "string" },
+      "gateway-warmup": { type: "string" },
       quick: { type: "boolean" },
       scenario: { type: "string" },
       target: { type: "string" },
@@ -110,6 +115,7 @@ function parseOptions(argv: string[]): Options | undefined {
   const durationSec = seconds(values.duration, values.quick ? 1 : 5, "duration");
   if (durationSec < 0.5) throw new Error("--duration must be at least 0.5 s");
   const warmupSec = seconds(values.warmup, values.quick ? 0.3 : 1, "warmup");
+  const gatewayWarmupSec = seconds(values["gateway-warmup"], 3, "gateway-warmup");
 
   const list = (value: string | undefined) => value?.split(",").map((item) => item.trim()).filter(Boolean);
   const scenarioIds = list(values.scenario);
@@ -137,6 +143,7 @@ function parseOptions(argv: string[]): Options | undefined {
   return {
     durationSec,
     warmupSec,
+    gatewayWarmupSec,
     slowIntervalMs: values.quick ? 100 : 200,
     scenarios,
     targets,
@@ -338,15 +345,25 @@ async function main(options: Options): Promise<number> {
   const idleMemoryKb = gateway ? memoryKb(gateway.pid) : null;
 
   const plan = runsOf(options);
+  const gatewayTarget = targets.find((t) => t.name === "gateway");
+  // Not for the held streams alone: they run on a gateway fresh from start-up.
+  const warmable = plan.some((entry) => entry.target === "gateway" && entry.scenario.kind !== "held-streams");
+  if (gatewayTarget && warmable && options.gatewayWarmupSec > 0) {
+    log(`warming the gateway up: ${options.gatewayWarmupSec} s of chat load, 50 connections (not measured)`);
+    const warm = await runLoad({ origin: gatewayTarget.origin, request: chatRequest(false), connections: 50, durationSec: options.gatewayWarmupSec });
+    if (failures(warm) > 0) throw new Error(`the gateway failed ${failures(warm)} requests while warming up (status codes ${JSON.stringify(warm.statusCodes)}):\n${gateway?.output() ?? ""}`);
+  }
+
   const runs: RunRecord[] = [];
   log(`measuring: ${plan.length} runs of ${options.durationSec} s, each after ${options.warmupSec} s of warm-up (held streams: ${heldStreamSec(options)} s)`);
-  let gatewayUsed = false;
+  let gatewayUsed = warmable && options.gatewayWarmupSec > 0;
   /** VmHWM of the gateway replaced by a fresh one, if any. */
   let earlierPeakKb = 0;
   for (const { scenario, target: name } of plan) {
     let target = targets.find((t) => t.name === name)!;
-    if (name === "gateway" && scenario.kind === "held-streams" && gatewayUsed && gateway) {
-      // A fresh gateway, so that its memory with the streams open does not depend on the scenarios run before.
+    if (name === "gateway" && scenario.kind === "held-streams" && gatewayUsed && gateway && !options.profileDir) {
+      // A fresh gateway, so that its memory with the streams open does not depend on the scenarios run before
+      // (not when profiling: one gateway, one profile).
       log("  (a fresh gateway for the held streams)");
       earlierPeakKb = memoryKb(gateway.pid).peakRssKb;
       await stopChild(gateway.child);
@@ -365,6 +382,19 @@ async function main(options: Options): Promise<number> {
         (run.held?.rssAtMaxOpenKb ? `, ${(run.held.rssAtMaxOpenKb / 1024).toFixed(1)} MB RSS` : "") +
         (bad ? `  ${bad} FAILED` : ""),
     );
+  }
+
+  // --check: a gateway run over the limit is measured once more before the verdict.
+  const again: RunRecord[] = [];
+  if (baseline) {
+    for (const over of overBaseline(runs, baseline)) {
+      if (failures(over.load) + over.warmupFailures > 0) continue;
+      const { scenario } = plan.find((entry) => entry.scenario.id === over.scenario && entry.target === "gateway")!;
+      log(`  ${scenario.id.padEnd(12)} gateway over the --check limit (${over.proxyCpuUsPerReq?.toFixed(0)} µs CPU/req): measuring it again`);
+      const run = await measure(scenario, targets.find((t) => t.name === "gateway")!, mock, options);
+      again.push(run);
+      log(`  ${scenario.id.padEnd(12)} gateway ${run.proxyCpuUsPerReq?.toFixed(0)} µs CPU/req`);
+    }
   }
 
   const finalMemoryKb = gateway ? memoryKb(gateway.pid) : null;
@@ -399,6 +429,7 @@ async function main(options: Options): Promise<number> {
     git: gitRevision(),
     durationSec: options.durationSec,
     warmupSec: options.warmupSec,
+    gatewayWarmupSec: options.gatewayWarmupSec,
     heldStreamSec: heldStreamSec(options),
     argv: process.argv.slice(2),
     wallClockSec: (Date.now() - started) / 1000,
@@ -410,7 +441,7 @@ async function main(options: Options): Promise<number> {
   let checkOk = true;
   let checkLines: string[] = [];
   if (baseline) {
-    ({ ok: checkOk, lines: checkLines } = checkAgainstBaseline(runs, baseline));
+    ({ ok: checkOk, lines: checkLines } = checkAgainstBaseline(runs, baseline, again));
     process.stdout.write(`\n--check against ${path.relative(REPO_ROOT, BASELINE_FILE)} (fails only on > ${baseline.factor}× the baseline CPU or a failed request):\n${checkLines.join("\n")}\n`);
     process.stdout.write(checkOk ? "check passed\n" : "CHECK FAILED\n");
   }
@@ -418,7 +449,7 @@ async function main(options: Options): Promise<number> {
   mkdirSync(path.dirname(options.jsonPath), { recursive: true });
   writeFileSync(
     options.jsonPath,
-    `${JSON.stringify({ meta, notes, sanity, gateway: { startupMemoryKb, idleMemoryKb, finalMemoryKb }, runs, comparisons, targets: verdicts, check: baseline ? { ok: checkOk, lines: checkLines } : null }, null, 2)}\n`,
+    `${JSON.stringify({ meta, notes, sanity, gateway: { startupMemoryKb, idleMemoryKb, finalMemoryKb }, runs, comparisons, targets: verdicts, check: baseline ? { ok: checkOk, lines: checkLines, measuredAgain: again } : null }, null, 2)}\n`,
   );
   process.stdout.write(`results: ${path.relative(process.cwd(), options.jsonPath) || options.jsonPath}\n`);
   if (options.profileDir) process.stdout.write(`profiles: ${options.profileDir} (see bench/README.md)\n`);
@@ -466,6 +497,7 @@ function writeBaseline(runs: readonly RunRecord[], meta: { date: string; node: s
 // ---------------------------------------------------------------- process lifecycle
 
 let options: Options | undefined;
+let stopping = false;
 try {
   options = parseOptions(process.argv.slice(2));
 } catch (error) {
@@ -477,7 +509,6 @@ if (options) {
   const opts = options;
   // Children are killed whatever happens: normal end, error, Ctrl-C, or a run that overruns.
   process.on("exit", killAllNow);
-  let stopping = false;
   const abort = (why: string, code: number) => {
     if (stopping) {
       killAllNow();
@@ -498,12 +529,14 @@ if (options) {
     (total, { scenario }) => total + (scenario.kind === "held-streams" ? heldStreamSec(opts) + 5 : opts.durationSec + opts.warmupSec + 2),
     0,
   );
-  const boundSec = 60 + runSec * 1.5;
+  const boundSec = 60 + (runSec + opts.gatewayWarmupSec) * 1.5;
   setTimeout(() => abort(`the bench did not finish within ${boundSec.toFixed(0)} s`, 1), boundSec * 1000).unref();
 
   main(opts).then(
     (code) => finish(code),
     async (error: unknown) => {
+      // Once aborting, the runs in progress fail as their processes go: abort() owns the exit.
+      if (stopping) return;
       log(`\nbench failed: ${(error as Error).message ?? String(error)}`);
       await stopAll(1_000);
       finish(1);
