@@ -67,6 +67,9 @@ export class EventReader {
    * error, or StreamTimeoutError when no event comes within `timeoutMs`.
    */
   async next(timeoutMs: number | undefined, what: "first_token" | "idle" = "idle"): Promise<SseEvent | null> {
+    // An event already read needs no timer.
+    const queued = this.queue.shift();
+    if (queued) return queued;
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     if (timeoutMs !== undefined) {
