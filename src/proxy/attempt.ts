@@ -6,7 +6,7 @@ import { EventReader, StreamTimeoutError } from "../stream/reader.js";
 import type { SseEvent } from "../stream/sse.js";
 import { ChatTranscript, isContentChunk } from "../stream/transcript.js";
 import type { Abort } from "../upstream/abort.js";
-import { bodyStatus, type FailureReason } from "../upstream/classify.js";
+import { bodyStatus, isTimeoutError, type FailureReason } from "../upstream/classify.js";
 import { sendAttempt, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import { upstreamPath } from "../upstream/url.js";
@@ -244,7 +244,7 @@ const ANY_STATUS: ReadonlySet<number> = new Set(Array.from({ length: 500 }, (_, 
 
 function thrown(error: unknown, keyedRoute: boolean, latencyMs: number): Attempted {
   const code = (error as { code?: unknown } | null)?.code;
-  const timeout = (error as Error | null)?.name === "TimeoutError" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
+  const timeout = isTimeoutError(error);
   const reset = typeof code === "string" && NETWORK_RESET.has(code);
   const kind: FailureFacts["kind"] = timeout ? "timeout" : reset ? "reset" : "network";
   return {

@@ -24,11 +24,15 @@ export class EventReader {
   private ended = false;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
-  /** Every byte read from the body, in order, while `record` is on (held output, relayed at commit). */
+  /** Every byte read from the body, in order, when recording was asked for (off by default: it would keep a whole stream). */
   readonly held: Buffer[] = [];
-  private record = true;
+  private record: boolean;
 
-  constructor(private readonly body: Readable) {
+  constructor(
+    private readonly body: Readable,
+    options: { record?: boolean } = {},
+  ) {
+    this.record = options.record ?? false;
     body.on("data", (chunk: Buffer) => {
       if (this.record) this.held.push(chunk);
       const events = this.parser.push(chunk);

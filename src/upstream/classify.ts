@@ -54,11 +54,15 @@ export function classifyJsonBody(text: string, retryStatusCodes: ReadonlySet<num
   return status === null ? OK : { kind: "retryable", reason: "body_status", status };
 }
 
-const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT", "ETIMEDOUT"]);
+const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ETIMEDOUT"]);
+
+/** Whether an error thrown by the upstream client is a timeout (as opposed to a network failure). */
+export function isTimeoutError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return (typeof code === "string" && TIMEOUT_CODES.has(code)) || (error as Error | null)?.name === "TimeoutError";
+}
 
 /** A thrown error from the upstream client: a timeout or a network failure, both retryable. */
 export function classifyError(error: unknown): Verdict {
-  const code = (error as { code?: unknown } | null)?.code;
-  const timeout = (typeof code === "string" && TIMEOUT_CODES.has(code)) || (error as Error | null)?.name === "TimeoutError";
-  return { kind: "retryable", reason: timeout ? "timeout" : "network_error", status: null };
+  return { kind: "retryable", reason: isTimeoutError(error) ? "timeout" : "network_error", status: null };
 }

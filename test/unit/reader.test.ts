@@ -21,7 +21,7 @@ async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<{ value
 describe("EventReader: events", () => {
   test("next() returns events in order, then null at the end", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.write(b("data: 1\n\n: ping\n\n"));
     body.write(b("event: x\ndata: 2\n\ndata: 3\n"));
     body.end(b("\n"));
@@ -33,7 +33,7 @@ describe("EventReader: events", () => {
 
   test("an unterminated last event is delivered at the end", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.end(b("data: 1\n\ndata: tail"));
     assert.equal((await reader.next(1000))?.data, "1");
     const last = await reader.next(1000);
@@ -44,7 +44,7 @@ describe("EventReader: events", () => {
 
   test("events written after next() was called are delivered (next waits for them)", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     const pending = reader.next(1000);
     setImmediate(() => body.write(b("data: later\n\n")));
     assert.equal((await pending)?.data, "later");
@@ -59,7 +59,7 @@ describe("EventReader: events", () => {
 
   test("an empty body ends with null", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.end();
     assert.equal(await reader.next(1000), null);
   });
@@ -68,7 +68,7 @@ describe("EventReader: events", () => {
 describe("EventReader: errors", () => {
   test("a body error rejects a pending next()", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     const pending = reader.next(1000);
     setImmediate(() => body.destroy(new Error("socket hang up")));
     await assert.rejects(pending, /socket hang up/);
@@ -76,7 +76,7 @@ describe("EventReader: errors", () => {
 
   test("a body error after some events rejects the next next()", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.write(b("data: 1\n\n"));
     assert.equal((await reader.next(1000))?.data, "1");
     body.destroy(new Error("cut"));
@@ -86,7 +86,7 @@ describe("EventReader: errors", () => {
 
   test("a body error while next() has no timeout still rejects", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     const pending = reader.next(undefined);
     body.write(b("data: {\"partial"));
     setTimeout(() => body.destroy(new Error("reset")), 5);
@@ -97,7 +97,7 @@ describe("EventReader: errors", () => {
 describe("EventReader: timeouts act on events, not bytes", () => {
   test("first_token: bytes of a partial event trickle in, no event completes → StreamTimeoutError", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     const trickle = setInterval(() => body.write(b('data: {"choices":[{"delta":{"content":"x')), 10);
     const started = Date.now();
     try {
@@ -119,7 +119,7 @@ describe("EventReader: timeouts act on events, not bytes", () => {
 
   test("idle (the default): after an event, a trickle without a complete event times out", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.write(b("data: 1\n\n"));
     assert.equal((await reader.next(1000))?.data, "1");
     const trickle = setInterval(() => body.write(b("data: more")), 10);
@@ -137,7 +137,7 @@ describe("EventReader: timeouts act on events, not bytes", () => {
 
   test("bytes read before a timeout are not lost: the event completes on a later next()", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.write(b("data: hel"));
     await assert.rejects(reader.next(30), StreamTimeoutError);
     body.write(b("lo\n\n"));
@@ -148,7 +148,7 @@ describe("EventReader: timeouts act on events, not bytes", () => {
 
   test("an event that comes before the timeout is returned, and the next call gets its own full timeout", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     setTimeout(() => body.write(b("data: ok\n\n")), 5);
     assert.equal((await reader.next(200, "first_token"))?.data, "ok");
     setTimeout(() => body.write(b("data: two\n\n")), 40);
@@ -159,7 +159,7 @@ describe("EventReader: timeouts act on events, not bytes", () => {
 describe("EventReader: backpressure", () => {
   test("the body is paused before the first next(), and nothing is read", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.write(b("data: 1\n\n"));
     await new Promise((resolve) => setImmediate(resolve));
     assert.ok(body.isPaused());
@@ -168,7 +168,7 @@ describe("EventReader: backpressure", () => {
 
   test("read-ahead is bounded: the body is paused once 32 events are queued", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     for (let i = 0; i < 100; i++) body.write(b(`data: ${i}\n\n`));
     assert.equal((await reader.next(1000))?.data, "0");
     for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
@@ -181,7 +181,7 @@ describe("EventReader: backpressure", () => {
 
   test("an upstream writer sees backpressure when the consumer does not read", async () => {
     const body = new PassThrough({ highWaterMark: 64 });
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.write(b("data: first\n\n"));
     assert.equal((await reader.next(1000))?.data, "first");
     let accepted = 0;
@@ -195,7 +195,7 @@ describe("EventReader: backpressure", () => {
 describe("EventReader: held bytes and destroy", () => {
   test("held keeps every raw byte read, in order, until stopRecording()", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     const chunks = [b(": hi\n\ndata: 1"), b("\n\n"), b("data: é\n\n")];
     for (const chunk of chunks) body.write(chunk);
     assert.equal((await reader.next(1000))?.data, undefined);
@@ -211,14 +211,14 @@ describe("EventReader: held bytes and destroy", () => {
 
   test("destroy() destroys the body", () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     reader.destroy();
     assert.ok(body.destroyed);
   });
 
   test("destroy() while next() is pending settles it promptly (no hang until the timeout)", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     body.write(b("data: 1\n\n"));
     assert.equal((await reader.next(1000))?.data, "1");
     const pending = reader.next(undefined);
@@ -229,7 +229,7 @@ describe("EventReader: held bytes and destroy", () => {
 
   test("a body closed without end or error (destroyed elsewhere) settles a pending next()", async () => {
     const body = new PassThrough();
-    const reader = new EventReader(body);
+    const reader = new EventReader(body, { record: true });
     const pending = reader.next(undefined);
     setImmediate(() => body.destroy());
     const outcome = await settleWithin(pending, 300);
