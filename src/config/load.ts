@@ -361,7 +361,10 @@ function resolveRoute(
   }
   if (!apiKey && !keyEnv) apiKey = defaults.apiKey ?? "";
 
+  const api = route.api ?? "openai";
   const headers: Record<string, string> = {};
+  // An Anthropic upstream needs a version it accepts; the client's own (the SDK sends its newest) is not forwarded.
+  if (api === "anthropic") headers["anthropic-version"] = DEFAULT_ANTHROPIC_VERSION;
   for (const [key, value] of Object.entries({ ...defaults.headers, ...route.headers })) {
     headers[key.toLowerCase()] = value;
   }
@@ -372,8 +375,10 @@ function resolveRoute(
     isBaseUrl: route.isBaseUrl ?? defaults.isBaseUrl ?? false,
     models,
     enabled,
-    authHeader: route.authHeader ?? defaults.authHeader ?? "authorization",
-    authPrefix: route.authPrefix ?? defaults.authPrefix ?? "Bearer ",
+    api,
+    maxTokens: route.maxTokens ?? DEFAULT_MAX_TOKENS,
+    authHeader: route.authHeader ?? defaults.authHeader ?? (api === "anthropic" ? "x-api-key" : "authorization"),
+    authPrefix: route.authPrefix ?? defaults.authPrefix ?? (api === "anthropic" ? "" : "Bearer "),
     apiKey,
     headers,
     fallbacks: route.fallbacks ?? [],
@@ -382,9 +387,14 @@ function resolveRoute(
   });
 }
 
-export function makeRoute(input: Omit<Route, "origin" | "basePath" | "baseQuery">): Route {
+export const DEFAULT_ANTHROPIC_VERSION = "2023-06-01";
+export const DEFAULT_MAX_TOKENS = 8192;
+
+export function makeRoute(input: Omit<Route, "origin" | "basePath" | "baseQuery" | "api" | "maxTokens"> & Partial<Pick<Route, "api" | "maxTokens">>): Route {
   const url = new URL(input.url);
   return {
+    api: "openai",
+    maxTokens: DEFAULT_MAX_TOKENS,
     ...input,
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ""),

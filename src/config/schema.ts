@@ -78,6 +78,10 @@ export const routeShape = {
   }).transform((value) => value.trim()),
   model: modelList.optional(),
   models: modelList.optional(),
+  /** The API the upstream speaks: OpenAI (Chat Completions, Responses, ...) or Anthropic Messages. */
+  api: z.enum(["openai", "anthropic"], { error: 'must be "openai" or "anthropic"' }).optional(),
+  /** `max_tokens` sent to an Anthropic route when a Chat Completions client sets none (Anthropic requires one). */
+  maxTokens: z.number({ error: "must be a whole number of tokens" }).int("must be a whole number of tokens").min(1, "must be at least 1").optional(),
   /** The upstream accepts a trailing assistant message and continues it: a cut stream may be resumed that way. */
   prefill: z.boolean({ error: "must be true or false" }).optional(),
   /** Fallback chain for every model of this route (a top-level `fallbacks` entry for the model wins). */

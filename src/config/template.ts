@@ -95,6 +95,13 @@ routes:
     model: gpt-4.1-mini
     enabled: false                     # kept in the file, not routed
 
+  - name: anthropic
+    url: https://api.anthropic.com     # /v1/messages is appended
+    api: anthropic                     # speaks the Messages API: x-api-key and anthropic-version 2023-06-01 by default
+    apiKeyEnv: ANTHROPIC_API_KEY
+    models: [claude-sonnet-4-5, claude-haiku-4-5]
+    maxTokens: 8192                    # max_tokens when a Chat Completions client sets none
+
   # A route for model "*" catches every model no other route names.
   # - name: catch-all
   #   url: https://openrouter.ai/api/v1
@@ -144,4 +151,5 @@ LOG_LEVEL=info
 OPENAI_API_KEY=
 GROQ_API_KEY=
 CF_AIG_TOKEN=
+ANTHROPIC_API_KEY=
 `;

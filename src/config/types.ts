@@ -20,11 +20,17 @@ export interface ModelGroup {
   readonly strategy: Strategy;
 }
 
+/** The API an upstream speaks. */
+export type UpstreamApi = "openai" | "anthropic";
+
 export interface Route {
   /** The route's name in routes.yml, or `routes[i]` when it has none. */
   readonly name: string;
   readonly url: string;
   readonly isBaseUrl: boolean;
+  readonly api: UpstreamApi;
+  /** `max_tokens` for a translated request that sets none (Anthropic routes). */
+  readonly maxTokens: number;
   readonly models: readonly string[];
   readonly enabled: boolean;
   /** Lower-case header name the route's credential goes in. */

@@ -1,17 +1,20 @@
 import type { Dispatcher } from "undici";
 import type { Candidate } from "../routing/plan.js";
 import { errorFacts, matchRule, type FailureFacts } from "../routing/policy.js";
-import { awaitFirstEvent } from "../stream/first-event.js";
+import { MessagesToChatStream } from "../compat/anthropic/stream.js";
+import { toAnthropicError } from "../compat/anthropic/response.js";
 import { EventReader, StreamTimeoutError } from "../stream/reader.js";
+import { TranslatedSource, type EventSource } from "../stream/source.js";
 import type { SseEvent } from "../stream/sse.js";
 import { ChatTranscript, isContentChunk } from "../stream/transcript.js";
 import type { Abort } from "../upstream/abort.js";
 import { bodyStatus, isTimeoutError, type FailureReason } from "../upstream/classify.js";
 import { sendAttempt, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
-import { upstreamPath } from "../upstream/url.js";
+import type { Exchange } from "./api.js";
 import type { Engine, ProxyRequest } from "./attempts.js";
-import { collect, contentKind, INSPECT_LIMIT, type Collected, type ContentKind } from "./respond.js";
+import { ANTHROPIC_PROTOCOL, GENERIC_PROTOCOL, holdStream, RESPONSES_PROTOCOL, type StreamProtocol } from "./native-stream.js";
+import { collect, contentKind, INSPECT_LIMIT, TRANSLATE_LIMIT, type Collected, type ContentKind } from "./respond.js";
 
 /**
  * One attempt: send the request to one candidate and classify what comes
@@ -23,9 +26,11 @@ import { collect, contentKind, INSPECT_LIMIT, type Collected, type ContentKind }
 export interface Attempted {
   readonly response: UpstreamResponse | undefined;
   /** A Chat Completions stream read up to its first real output (the commit point). */
-  readonly stream?: { readonly reader: EventReader; readonly held: SseEvent[]; readonly transcript: ChatTranscript; readonly malformed: { count: number } };
-  /** An error event a stream opened with: answered as an HTTP error when no candidate is left. */
-  readonly errorEvent?: { readonly status: number; readonly error: unknown };
+  readonly stream?: { readonly reader: EventSource; readonly held: SseEvent[]; readonly transcript: ChatTranscript; readonly malformed: { count: number } };
+  /** Another API's stream (or any SSE) read up to its first output, relayed as it is. */
+  readonly native?: { readonly reader: EventSource; readonly held: SseEvent[]; readonly protocol: StreamProtocol };
+  /** An error event a stream opened with: answered as an HTTP error (`body` in the client's API) when no candidate is left. */
+  readonly errorEvent?: { readonly status: number; readonly body: Record<string, unknown> };
   readonly kind: ContentKind | undefined;
   /** Body bytes already read, to relay before the rest. */
   readonly pending: Collected | undefined;
@@ -42,24 +47,27 @@ export async function attempt(
   engine: Engine,
   request: ProxyRequest,
   candidate: Candidate,
-  body: Buffer | undefined,
+  exchange: Exchange,
   signal: Abort,
   remainingMs: number,
-  options: { mayInspect: boolean; firstTokenBound: boolean; chatStream: boolean },
+  options: { mayInspect: boolean; firstTokenBound: boolean; wantsStream: boolean },
 ): Promise<Attempted> {
   const { config } = engine;
   const route = candidate.route;
   const started = engine.now();
   const timeouts = route.timeouts;
+  const body = exchange.body;
+  const translated = exchange.codec !== undefined;
   let response: UpstreamResponse;
   try {
     response = await sendAttempt(engine.upstream.dispatcher(route), {
       origin: route.origin,
-      path: upstreamPath(route, request.pathname, request.search),
+      path: exchange.path,
       method: request.method as Dispatcher.HttpMethod,
       headers: buildUpstreamHeaders(request.headers, route, {
         bodyLength: body === undefined ? undefined : body.length,
-        identityEncoding: options.mayInspect,
+        // A translated answer, or a stream the gateway reads event by event, must arrive uncompressed.
+        identityEncoding: options.mayInspect || translated || (options.wantsStream && request.api !== "other"),
       }),
       body,
       signal,
@@ -104,10 +112,10 @@ export async function attempt(
   }
 
   // A 2xx JSON answer may hide an error status in its body (some providers answer 200 {"error": {"code": 429}}).
-  if (options.mayInspect && status < 300 && kind.json && !kind.encoded && request.method !== "HEAD") {
+  if ((options.mayInspect || translated) && status < 300 && kind.json && !kind.encoded && request.method !== "HEAD") {
     let pending: Collected;
     try {
-      pending = await collect(response.body, INSPECT_LIMIT);
+      pending = await collect(response.body, translated ? TRANSLATE_LIMIT : INSPECT_LIMIT);
     } catch (error) {
       return thrown(error, keyedRoute, latencyMs);
     }
@@ -122,43 +130,53 @@ export async function attempt(
     return { response, kind, pending, failure: undefined, reason: undefined, detail: undefined, latencyMs };
   }
 
-  // A Chat Completions stream is held until its first real output (text, reasoning or a tool call): until then
-  // an error event, a stall or a cut can still fail over invisibly.
-  if (options.chatStream && kind.sse && status < 300) {
-    return holdChatStream(response, kind, options.firstTokenBound ? started + Math.min(timeouts.firstTokenMs, remainingMs) : undefined, engine, facts, started);
+  const firstTokenBy = options.firstTokenBound ? started + Math.min(timeouts.firstTokenMs, remainingMs) : undefined;
+  // A Chat Completions stream (an Anthropic one translated into it included) is held until its first real output
+  // (text, reasoning or a tool call): until then an error event, a stall or a cut can still fail over invisibly.
+  if (exchange.chatStream && kind.sse && status < 300) {
+    let reader: EventSource = new EventReader(response.body);
+    if (route.api === "anthropic") {
+      reader = new TranslatedSource(reader, new MessagesToChatStream({ model: candidate.model ?? request.requestedModel ?? "", includeUsage: exchange.includeUsage }));
+    }
+    return holdChatStream(response, reader, kind, firstTokenBy, engine, facts, started, request.api === "messages" ? "anthropic" : "openai");
   }
 
-  // Other streams are held until their first event, when another candidate could take over.
-  if (options.firstTokenBound && kind.sse && status < 300) {
-    const waitMs = Math.max(1, Math.min(timeouts.firstTokenMs, remainingMs) - latencyMs);
-    let first;
+  // Responses and Anthropic streams are always held (their end is checked too); other streams only when another candidate could take over.
+  const protocol = !kind.sse || status >= 300 ? undefined : request.api === "responses" ? RESPONSES_PROTOCOL : request.api === "messages" ? ANTHROPIC_PROTOCOL : options.firstTokenBound ? GENERIC_PROTOCOL : undefined;
+  if (protocol) {
+    const reader = new EventReader(response.body);
+    let held;
     try {
-      first = await awaitFirstEvent(response.body, waitMs);
+      held = await holdStream(reader, protocol, () => (firstTokenBy === undefined ? undefined : Math.max(1, firstTokenBy - engine.now())));
     } catch (error) {
+      reader.destroy();
       return thrown(error, keyedRoute, latencyMs);
     }
-    const pending: Collected = { chunks: first.chunks, size: first.size, complete: false };
-    if (first.timedOut) {
-      return { response, kind, pending, failure: facts({ status: null, kind: "timeout" }), reason: "timeout", detail: `no first event within ${timeouts.firstTokenMs} ms`, latencyMs };
+    const native = { reader, held: held.held, protocol };
+    if (held.kind === "timeout") {
+      return { response: undefined, kind, pending: undefined, native, failure: facts({ status: null, kind: "timeout" }), reason: "timeout", detail: held.detail, latencyMs };
     }
-    if (first.ended) {
-      return { response, kind, pending, failure: facts({ status: null, kind: "reset" }), reason: "network_error", detail: "the stream ended before its first event", latencyMs };
+    if (held.kind === "ended") {
+      return { response: undefined, kind, pending: undefined, native, failure: facts({ status: null, kind: "reset" }), reason: "network_error", detail: held.detail, latencyMs };
     }
-    const payload = first.data === null ? undefined : parseJson(Buffer.from(first.data));
-    if (payload && typeof payload === "object" && "error" in payload && (payload as { error: unknown }).error) {
+    if (held.kind === "error") {
+      const payload = held.payload.type === "response.failed" && held.payload.response ? held.payload.response : held.payload;
       const { codes, message } = errorFacts(payload);
-      const hidden = bodyStatus(payload, ANY_STATUS) ?? 500;
+      const hidden = errorEventStatus(payload, codes);
+      const clientBody = protocol === ANTHROPIC_PROTOCOL ? held.payload : { error: openAiError(payload, message) };
       return {
-        response,
+        response: undefined,
         kind,
-        pending,
+        pending: undefined,
+        native,
         failure: facts({ status: hidden, codes, message, inRetrySet: config.retryStatusCodes.has(hidden) || hidden >= 500 }),
         reason: "body_status",
-        detail: message || "error event before the first token",
+        detail: message || "an error event before the first output",
         latencyMs,
+        errorEvent: { status: hidden >= 400 ? hidden : 502, body: clientBody },
       };
     }
-    return { response, kind, pending, failure: undefined, reason: undefined, detail: undefined, latencyMs: engine.now() - started };
+    return { response, kind, pending: undefined, native, failure: undefined, reason: undefined, detail: undefined, latencyMs: engine.now() - started };
   }
 
   return { response, kind, pending: undefined, failure: undefined, reason: undefined, detail: undefined, latencyMs };
@@ -166,13 +184,14 @@ export async function attempt(
 
 async function holdChatStream(
   response: UpstreamResponse,
+  reader: EventSource,
   kind: ContentKind,
   firstTokenBy: number | undefined,
   engine: Engine,
   facts: (overrides: Partial<FailureFacts>) => FailureFacts,
   started: number,
+  clientShape: "openai" | "anthropic",
 ): Promise<Attempted> {
-  const reader = new EventReader(response.body);
   const held: SseEvent[] = [];
   const malformed = { count: 0 };
   let heldBytes = 0;
@@ -220,12 +239,15 @@ async function holdChatStream(
     const record = chunk as Record<string, unknown>;
     if (record.error) {
       const { codes, message } = errorFacts(record);
-      const hidden = bodyStatus(record, ANY_STATUS) ?? 500;
+      const hidden = errorEventStatus(record, codes);
       return fail(
         facts({ status: hidden, codes, message, inRetrySet: engine.config.retryStatusCodes.has(hidden) || hidden >= 500 }),
         "body_status",
         message || "an error event before the first token",
-        { status: hidden >= 400 ? hidden : 502, error: record.error },
+        {
+          status: hidden >= 400 ? hidden : 502,
+          body: clientShape === "anthropic" ? toAnthropicError(hidden, record) : { error: typeof record.error === "object" ? record.error : { message: String(record.error), type: "upstream_error", code: null } },
+        },
       );
     }
     held.push(event);
@@ -239,6 +261,38 @@ async function holdChatStream(
 }
 
 const MAX_HELD_BYTES = 1024 * 1024;
+
+const ERROR_TYPE_STATUS: Readonly<Record<string, number>> = {
+  rate_limit_error: 429,
+  rate_limit_exceeded: 429,
+  overloaded_error: 529,
+  api_error: 500,
+  server_error: 500,
+  invalid_request_error: 400,
+  authentication_error: 401,
+  permission_error: 403,
+  not_found_error: 404,
+  request_too_large: 413,
+  timeout_error: 504,
+};
+
+/** The HTTP status an error event stands for: a status-like code in it, else its error type (Anthropic's and OpenAI's names). */
+function errorEventStatus(payload: unknown, codes: readonly string[]): number {
+  const status = bodyStatus(payload, ANY_STATUS);
+  if (status !== null) return status;
+  for (const code of codes) {
+    const byType = ERROR_TYPE_STATUS[code];
+    if (byType !== undefined) return byType;
+  }
+  return 500;
+}
+
+/** An error event's payload as an OpenAI error object. */
+function openAiError(payload: unknown, message: string): Record<string, unknown> {
+  const record = (payload ?? {}) as Record<string, unknown>;
+  const inner = record.error && typeof record.error === "object" ? (record.error as Record<string, unknown>) : record;
+  return { message: message || "the upstream stream failed", type: typeof inner.type === "string" && inner.type !== "error" ? inner.type : "upstream_error", code: inner.code ?? null };
+}
 
 const ANY_STATUS: ReadonlySet<number> = new Set(Array.from({ length: 500 }, (_, i) => i + 100));
 

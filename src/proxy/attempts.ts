@@ -10,13 +10,19 @@ import { sendError } from "../server/errors.js";
 import { Abort, sleep } from "../upstream/abort.js";
 import { abandon, sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
-import { upstreamPath } from "../upstream/url.js";
 import { buildNotice, type FailedAttempt } from "./notice.js";
-import { withAssistantPrefix, withModel, withoutKey, type BodyInfo } from "./request-body.js";
-import { relayChatStream, type StreamOpener } from "./chat-stream.js";
+import { topLevelValueSpan, withAssistantPrefix, withModel, withoutKey, type BodyInfo } from "./request-body.js";
+import { CHAT_OUTPUT, relayChatStream, type StreamOpener } from "./chat-stream.js";
 import { EventReader } from "../stream/reader.js";
+import { TranslatedSource, type EventSource } from "../stream/source.js";
+import { MessagesToChatStream } from "../compat/anthropic/stream.js";
+import { chatToMessagesResponse, messagesToChatResponse, toAnthropicError, toOpenAIError } from "../compat/anthropic/response.js";
 import { attempt, type Attempted } from "./attempt.js";
+import { codecFor, pathFor, translateRequest, unsupported, type ClientApi, type Exchange } from "./api.js";
+import { anthropicOutput } from "./anthropic-output.js";
+import { relayStream } from "./native-stream.js";
 import { contentKind, deliver, type ContentKind } from "./respond.js";
+import type { ErrorShape } from "../server/errors.js";
 
 export interface ProxyRequest {
   readonly method: string;
@@ -27,6 +33,9 @@ export interface ProxyRequest {
   readonly bodyInfo: BodyInfo | undefined;
   /** The model the client asked for (null when the body has none). */
   readonly requestedModel: string | null;
+  /** The API the client speaks (from the path). */
+  readonly api: ClientApi;
+  readonly errorShape: ErrorShape;
   /** Aborted when the client goes away. */
   readonly signal: Abort;
 }
@@ -82,14 +91,11 @@ export async function runAttempts(
   const { candidates } = plan;
   const baseBody = request.bodyInfo?.kind === "json" && request.bodyInfo.models && request.body ? withoutKey(request.body, "models") : request.body;
   const wantsStream = request.bodyInfo?.kind === "json" && request.bodyInfo.stream === true;
-  // Chat Completions streams are relayed event by event, with their integrity guarded past the first token.
-  const chatStream = wantsStream && request.pathname.endsWith("/chat/completions");
-  const bodyFor = (candidate: Candidate) =>
-    baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
-      ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
-      : baseBody;
+  const prepare = exchanges(request, baseBody, wantsStream);
   let last: Attempted | undefined;
+  let lastExchange: Exchange | undefined;
   let lastIndex = 0;
+  let refused: { status: number; message: string } | undefined;
 
   try {
     for (let index = 0; index < candidates.length; index++) {
@@ -98,7 +104,13 @@ export async function runAttempts(
       const later = candidates.slice(index + 1);
       // A candidate taken by another request's half-open probe is skipped, unless it is the last hope.
       if (health.admission(engine.now()) === "blocked" && later.length > 0) continue;
-      const body = bodyFor(candidate);
+      const prepared = prepare(candidate);
+      if (!prepared.ok) {
+        // This candidate cannot take the request in its API (an untranslatable field): another may.
+        refused ??= prepared;
+        continue;
+      }
+      const exchange = prepared.exchange;
       const attemptTimes: number[] = [];
       lastIndex = index;
 
@@ -113,12 +125,13 @@ export async function runAttempts(
         outcome.route = candidate.route.name;
         const alternative = later.some((next) => healthOf(store, next).admission(engine.now()) !== "blocked");
 
-        last = await attempt(engine, request, candidate, body, signal, remainingMs, {
+        last = await attempt(engine, request, candidate, exchange, signal, remainingMs, {
           mayInspect: candidates.length > 1,
           // A first-token timeout fails over, so it only applies when there is somewhere to fail over to.
           firstTokenBound: wantsStream && alternative,
-          chatStream,
+          wantsStream,
         });
+        lastExchange = exchange;
         if (signal.aborted) {
           // No outcome to judge the model by: the client left, or the deadline passed.
           health.abandon();
@@ -200,7 +213,32 @@ export async function runAttempts(
       if (model !== null) gatewayHeaders["x-gateway-model-used"] = model;
       if (outcome.switched) gatewayHeaders["x-gateway-switched"] = "1";
       const stream = last.stream;
+      const native = last.native;
       const answering = candidates[lastIndex] as Candidate;
+      const codec = lastExchange?.codec;
+      const answerModel = model ?? requested ?? "";
+      let relayBody: ((out: ServerResponse) => Promise<void>) | undefined;
+      if (stream) {
+        const output = request.api === "messages" ? anthropicOutput({ model: answerModel, stopSequences: stopSequencesOf(request) }) : CHAT_OUTPUT;
+        relayBody = (out) =>
+          relayChatStream(
+            out,
+            { ...stream, candidate: answering },
+            {
+              candidates: [answering, ...candidates.slice(lastIndex + 1)],
+              open: streamOpener(engine, request, signal, deadlineAt, prepare, outcome),
+              idleMs: (current) => current.route.timeouts.idleMs,
+              remainingMs: () => deadlineAt - engine.now(),
+              onFailure: (current) => healthOf(store, current).recordFailure(engine.now()),
+              logger,
+              maxRecoveries: 2,
+            },
+            output,
+          );
+      } else if (native) {
+        relayBody = (out) =>
+          relayStream(out, { ...native, idleMs: answering.route.timeouts.idleMs, logger, model: answering.model, route: answering.route.name });
+      }
       await deliver(res, config, {
         upstream: response,
         kind: last.kind as ContentKind,
@@ -208,29 +246,31 @@ export async function runAttempts(
         gatewayHeaders,
         notice: outcome.switched ? buildNotice(switchedFrom, model, outcome.route ?? "") : undefined,
         method: request.method,
-        relayBody: stream
-          ? (out) =>
-              relayChatStream(out, { ...stream, candidate: answering }, {
-                candidates: [answering, ...candidates.slice(lastIndex + 1)],
-                open: streamOpener(engine, request, signal, deadlineAt, bodyFor, outcome),
-                idleMs: (current) => current.route.timeouts.idleMs,
-                remainingMs: () => deadlineAt - engine.now(),
-                onFailure: (current) => healthOf(store, current).recordFailure(engine.now()),
-                logger,
-                maxRecoveries: 2,
-              })
-          : undefined,
+        relayBody,
+        errorShape: request.errorShape,
+        sseComment: request.api !== "chat" && request.api !== "other",
+        translate:
+          codec === "chat-from-messages"
+            ? (payload, status) => (status >= 400 ? toOpenAIError(status, payload) : messagesToChatResponse(payload, answerModel))
+            : codec === "messages-from-chat"
+              ? (payload, status) => (status >= 400 ? toAnthropicError(status, payload) : chatToMessagesResponse(payload, answerModel, stopSequencesOf(request)))
+              : undefined,
       });
       return;
     }
 
     // No answer to pass on: every candidate failed without one, or the deadline passed.
     if (last) discard(last);
+    if (!last && refused && !signal.aborted) {
+      // No candidate could take the request in its API.
+      outcome.status = refused.status;
+      sendError(res, refused.status, refused.status === 501 ? "unsupported_api" : "untranslatable_request", refused.message, undefined, request.errorShape);
+      return;
+    }
     if (last?.errorEvent && !(signal.reason instanceof DeadlineError)) {
       // The stream opened with an error event and nothing is left to try: the client gets it as an HTTP error.
       outcome.status = last.errorEvent.status;
-      const error = last.errorEvent.error;
-      const body = JSON.stringify({ error: typeof error === "object" && error !== null ? error : { message: String(error), type: "upstream_error", code: null } });
+      const body = JSON.stringify(last.errorEvent.body);
       res.writeHead(outcome.status, {
         "content-type": "application/json; charset=utf-8",
         "content-length": Buffer.byteLength(body),
@@ -258,6 +298,7 @@ export async function runAttempts(
           ? `No upstream answered in time. Tried: ${tried}.`
           : `No upstream could be reached. Tried: ${tried}.`,
       { "x-gateway-attempt-count": String(outcome.attempts), ...(outcome.switched ? { "x-gateway-switched": "1" } : {}) },
+      request.errorShape,
     );
   } finally {
     clearTimeout(deadline);
@@ -270,21 +311,23 @@ function streamOpener(
   request: ProxyRequest,
   signal: Abort,
   deadlineAt: number,
-  bodyFor: (candidate: Candidate) => Buffer | undefined,
+  prepare: Preparer,
   outcome: Outcome,
 ): StreamOpener {
   const { store, logger } = engine;
   return async (next, mode, partial) => {
     const remaining = deadlineAt - engine.now();
     if (remaining <= 0) return undefined;
+    const prepared = prepare(next, mode === "prefill" ? partial : undefined, true);
+    // Only a Chat Completions stream (native or translated) can take over a Chat Completions relay.
+    if (!prepared.ok || !prepared.exchange.chatStream) return undefined;
+    const { body, path } = prepared.exchange;
     outcome.attempts++;
-    let body = bodyFor(next);
-    if (mode === "prefill" && body) body = withAssistantPrefix(body, partial);
     let reopened: UpstreamResponse;
     try {
       reopened = await sendAttempt(engine.upstream.dispatcher(next.route), {
         origin: next.route.origin,
-        path: upstreamPath(next.route, request.pathname, request.search),
+        path,
         method: request.method as Dispatcher.HttpMethod,
         headers: buildUpstreamHeaders(request.headers, next.route, { bodyLength: body?.length, identityEncoding: true }),
         body,
@@ -303,8 +346,86 @@ function streamOpener(
     }
     outcome.model = next.model;
     outcome.route = next.route.name;
-    return new EventReader(reopened.body);
+    const reader = new EventReader(reopened.body);
+    return next.route.api === "anthropic"
+      ? new TranslatedSource(reader, new MessagesToChatStream({ model: next.model ?? request.requestedModel ?? "", includeUsage: prepared.exchange.includeUsage }))
+      : reader;
   };
+}
+
+type Prepared = { readonly ok: true; readonly exchange: Exchange } | { readonly ok: false; readonly status: number; readonly message: string };
+
+/** A candidate's request in its upstream's API; `prefill` adds a trailing assistant message (a continuation). */
+type Preparer = (candidate: Candidate, prefill?: string, recovery?: boolean) => Prepared;
+
+/**
+ * Builds each candidate's request: the client's body as received (the model
+ * spliced in when it changes) for a route that speaks the client's API, a
+ * translation for one that speaks the other. The client's body is parsed
+ * only when a translation needs it, once.
+ */
+function exchanges(request: ProxyRequest, baseBody: Buffer | undefined, wantsStream: boolean): Preparer {
+  let parsed: Record<string, unknown> | null | undefined;
+  const parsedBody = () => {
+    if (parsed !== undefined) return parsed;
+    try {
+      const value: unknown = baseBody ? JSON.parse(baseBody.toString("utf8")) : null;
+      parsed = value && typeof value === "object" && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+    } catch {
+      parsed = null;
+    }
+    return parsed;
+  };
+  const clientChat = request.api === "chat";
+  return (candidate, prefill, recovery = false) => {
+    const route = candidate.route;
+    const refusal = unsupported(request.api, route.api);
+    if (refusal) return { ok: false, ...refusal };
+    const codec = codecFor(request.api, route.api);
+    const path = pathFor(route, request.api, request.pathname, request.search);
+    if (!codec) {
+      let body =
+        baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
+          ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
+          : baseBody;
+      if (prefill !== undefined && body) body = withAssistantPrefix(body, prefill);
+      // A Messages client's stream on an Anthropic route is relayed natively; only a recovery of a translated stream reads it as chat.
+      const chatStream = wantsStream && (clientChat || (request.api === "messages" && recovery));
+      return { ok: true, exchange: { path, body, codec, chatStream, includeUsage: true } };
+    }
+    let client = parsedBody();
+    if (!client) return { ok: false, status: 400, message: "The request body must be a JSON object to be translated for this model's upstream." };
+    if (prefill !== undefined && Array.isArray(client.messages)) client = { ...client, messages: [...client.messages, { role: "assistant", content: prefill }] };
+    const translated = translateRequest(codec, client, candidate.model ?? request.requestedModel ?? "", route);
+    if (!translated.ok) {
+      return { ok: false, status: 400, message: `${translated.message}${translated.param ? ` (${translated.param})` : ""} — needed to send this request to ${candidate.model ?? "the model"} on route "${route.name}" (api: ${route.api}).` };
+    }
+    const streamOptions = client.stream_options as { include_usage?: unknown } | undefined;
+    return {
+      ok: true,
+      exchange: {
+        path,
+        body: translated.body,
+        codec,
+        chatStream: wantsStream,
+        // An Anthropic client always gets usage; a Chat Completions client only when it asked.
+        includeUsage: codec === "messages-from-chat" || streamOptions?.include_usage === true,
+      },
+    };
+  };
+}
+
+/** The client's `stop_sequences` (an Anthropic request), to tell a stop sequence from a natural end. */
+function stopSequencesOf(request: ProxyRequest): string[] | undefined {
+  if (request.api !== "messages" || !request.body) return undefined;
+  const span = topLevelValueSpan(request.body, "stop_sequences");
+  if (!span) return undefined;
+  try {
+    const value: unknown = JSON.parse(request.body.toString("utf8", span[0], span[1]));
+    return Array.isArray(value) ? value.filter((entry): entry is string => typeof entry === "string") : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A failed attempt is passed to the client when no candidate is left to try and it carries an answer. */
@@ -317,6 +438,7 @@ function isDeliverable(engine: Engine, attempted: Attempted, laterCount: number)
 }
 
 function discard(attempted: Attempted, logger?: Logger): void {
+  attempted.native?.reader.destroy();
   if (attempted.stream) {
     attempted.stream.reader.destroy();
     if (attempted.stream.malformed.count > 0) logger?.warn({ event: "malformed_events", count: attempted.stream.malformed.count }, "dropped SSE events that were not JSON");

@@ -1,7 +1,8 @@
 import type { ServerResponse } from "node:http";
 import type { Logger } from "../observe/logger.js";
 import type { Candidate } from "../routing/plan.js";
-import { EventReader, StreamTimeoutError } from "../stream/reader.js";
+import { StreamTimeoutError } from "../stream/reader.js";
+import type { EventSource } from "../stream/source.js";
 import type { SseEvent } from "../stream/sse.js";
 import { ChatTranscript, ReplayVerifier } from "../stream/transcript.js";
 import { sseError } from "./notice.js";
@@ -12,7 +13,7 @@ import { sseError } from "./notice.js";
  * completed seamlessly or reported in-band, never ended as if complete.
  */
 export interface CommittedStream {
-  readonly reader: EventReader;
+  readonly reader: EventSource;
   readonly candidate: Candidate;
   /** Events read before the commit, relayed first. */
   readonly held: readonly SseEvent[];
@@ -23,7 +24,24 @@ export interface CommittedStream {
 }
 
 /** Opens a fresh stream for recovery; undefined when the upstream would not start one. */
-export type StreamOpener = (candidate: Candidate, mode: "replay" | "prefill", partial: string) => Promise<EventReader | undefined>;
+export type StreamOpener = (candidate: Candidate, mode: "replay" | "prefill", partial: string) => Promise<EventSource | undefined>;
+
+/**
+ * How the relay's Chat Completions events reach the client: as they are, or
+ * translated into another API's events. Each method returns the bytes to write.
+ */
+export interface ChatStreamOutput {
+  /** A chunk; `raw` is the upstream's own bytes for it when it passes unchanged. */
+  chunk(chunk: Record<string, unknown>, raw: Buffer | undefined): Buffer | string | undefined;
+  /** A comment, or an event without data. */
+  other(raw: Buffer): Buffer | undefined;
+  /** The answer is complete. */
+  done(): Buffer | string | undefined;
+  /** A stream that carried no chat chunk at all ended. */
+  ended(): Buffer | string | undefined;
+  /** The stream failed and could not be completed. */
+  error(message: string, code: string): Buffer | string;
+}
 
 export interface RecoveryOptions {
   /** Where a replay may run, in order: the same model first, then the plan's later candidates. */
@@ -43,6 +61,15 @@ type Mode = { kind: "direct" } | { kind: "replay"; verifier: ReplayVerifier } | 
 
 const DONE = Buffer.from("data: [DONE]\n\n");
 
+/** The relay's events passed to a Chat Completions client as they are. */
+export const CHAT_OUTPUT: ChatStreamOutput = {
+  chunk: (chunk, raw) => raw ?? `data: ${JSON.stringify(chunk)}\n\n`,
+  other: (raw) => raw,
+  done: () => DONE,
+  ended: () => undefined,
+  error: (message, code) => sseError(message, code),
+};
+
 /**
  * Relays a committed stream event by event. A cut, a stall or an error event
  * triggers recovery: replay-and-verify on the same model or the next candidate
@@ -50,7 +77,7 @@ const DONE = Buffer.from("data: [DONE]\n\n");
  * rest is streamed), then continuation by prefill on routes that allow it.
  * When nothing recovers, the stream ends with an OpenAI-style error event.
  */
-export async function relayChatStream(res: ServerResponse, stream: CommittedStream, options: RecoveryOptions): Promise<void> {
+export async function relayChatStream(res: ServerResponse, stream: CommittedStream, options: RecoveryOptions, output: ChatStreamOutput = CHAT_OUTPUT): Promise<void> {
   const transcript = stream.transcript;
   let reader = stream.reader;
   let candidate = stream.candidate;
@@ -60,8 +87,9 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   let recoveries = 0;
   let originalFailure: string | undefined;
 
-  const write = async (data: Buffer | string): Promise<boolean> => {
+  const write = async (data: Buffer | string | undefined): Promise<boolean> => {
     if (res.destroyed) return false;
+    if (data === undefined || data.length === 0) return true;
     if (res.write(data)) return true;
     await new Promise<void>((resolve) => {
       const done = () => {
@@ -74,7 +102,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
     });
     return !res.destroyed;
   };
-  const finish = (tail?: Buffer) => {
+  const finish = (tail?: Buffer | string) => {
     reader.destroy();
     if (!res.writableEnded && !res.destroyed) res.end(tail);
   };
@@ -83,7 +111,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   res.on("close", onClose);
 
   try {
-    for (const event of stream.held) if (!(await write(event.raw))) return;
+    for (const event of stream.held) if (!(await write(heldBytes(event, output)))) return;
 
     // Idle is measured between data events: keep-alive comments do not hide a stalled answer.
     let lastData = performance.now();
@@ -101,12 +129,12 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
       if (!failure && event === null) {
         // A stream with no chat-shaped chunk cannot be judged complete or cut: its end is its end.
         if (transcript.choices.size === 0) {
-          finish();
+          finish(output.ended());
           return;
         }
         if (transcript.finished()) {
           // Ended without [DONE], but the answer is complete: end promptly and properly.
-          finish(DONE);
+          finish(output.done());
           return;
         }
         failure = "the upstream stream ended before the answer was complete";
@@ -115,14 +143,14 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
       let chunk: Record<string, unknown> | undefined;
       if (!failure && event) {
         if (event.data === undefined) {
-          if (!(await write(event.raw))) return;
+          if (!(await write(output.other(event.raw)))) return;
           continue;
         }
         if (event.data.trim() === "[DONE]") {
           if (mode.kind === "replay" && !transcript.finished()) {
             failure = "the replay ended before reproducing what was sent";
           } else {
-            finish(DONE);
+            finish(output.done());
             return;
           }
         } else {
@@ -145,7 +173,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
 
       if (failure && transcript.finished()) {
         // Every choice already has its finish_reason: the answer is complete, only the end went wrong.
-        finish(DONE);
+        finish(output.done());
         return;
       }
       if (failure) {
@@ -155,7 +183,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
         reader.destroy();
         const recovered = recoveries < options.maxRecoveries ? await recover() : undefined;
         if (!recovered) {
-          finish(sseError(`${originalFailure}; the gateway could not complete the answer`, "stream_interrupted"));
+          finish(output.error(`${originalFailure}; the gateway could not complete the answer`, "stream_interrupted"));
           return;
         }
         lastData = performance.now();
@@ -165,7 +193,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
       const data = chunk as Record<string, unknown>;
       if (mode.kind === "direct") {
         transcript.apply(data);
-        if (!(await write((event as SseEvent).raw))) return;
+        if (!(await write(output.chunk(data, (event as SseEvent).raw)))) return;
         continue;
       }
       let out: Record<string, unknown> | undefined;
@@ -177,7 +205,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
           reader.destroy();
           const recovered = recoveries < options.maxRecoveries ? await recover(true) : undefined;
           if (!recovered) {
-            finish(sseError(`${originalFailure}; a second generation differed from what was already sent (${verdict.why})`, "stream_interrupted"));
+            finish(output.error(`${originalFailure}; a second generation differed from what was already sent (${verdict.why})`, "stream_interrupted"));
             return;
           }
           lastData = performance.now();
@@ -188,7 +216,7 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
         out = continuation(data, transcript);
       }
       transcript.apply(out);
-      if (!(await write(`data: ${JSON.stringify(out)}\n\n`))) return;
+      if (!(await write(output.chunk(out, undefined)))) return;
     }
   } finally {
     res.off("close", onClose);
@@ -215,6 +243,14 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
     }
     return false;
   }
+}
+
+/** A held event (read before the commit, so already judged well-formed) in the client's form. */
+function heldBytes(event: SseEvent, output: ChatStreamOutput): Buffer | string | undefined {
+  if (output === CHAT_OUTPUT) return event.raw;
+  if (event.data === undefined) return output.other(event.raw);
+  if (event.data.trim() === "[DONE]") return output.done();
+  return output.chunk(JSON.parse(event.data) as Record<string, unknown>, event.raw);
 }
 
 /** A continuation's chunk, made to follow the original: same id, no second role. */

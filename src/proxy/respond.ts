@@ -1,13 +1,16 @@
 import type { ServerResponse } from "node:http";
 import type { Readable } from "node:stream";
 import type { GatewayConfig } from "../config/types.js";
-import { sendError } from "../server/errors.js";
+import { sendError, type ErrorShape } from "../server/errors.js";
 import { relayResponseHeaders } from "../upstream/headers.js";
 import { abandon, type UpstreamResponse } from "../upstream/client.js";
 import { jsonWithNotice, sseError, sseNotice, type GatewayNotice } from "./notice.js";
 
 /** Largest upstream body the gateway will hold to inspect or annotate; larger ones are streamed untouched. */
 export const INSPECT_LIMIT = 1024 * 1024;
+
+/** Largest upstream answer the gateway will translate into another API (it must hold all of it). */
+export const TRANSLATE_LIMIT = 16 * 1024 * 1024;
 
 export interface Collected {
   readonly chunks: Buffer[];
@@ -73,6 +76,11 @@ export interface Delivery {
   readonly method: string;
   /** Writes the body instead of piping the upstream's (a stream the gateway relays event by event). */
   readonly relayBody?: (res: ServerResponse) => Promise<void>;
+  /** Turns the upstream's JSON answer (or error) into the client's API. */
+  readonly translate?: (payload: unknown, status: number) => unknown;
+  readonly errorShape: ErrorShape;
+  /** The client's API has no room for a named notice event (Responses, Anthropic): a comment line or nothing. */
+  readonly sseComment?: boolean;
 }
 
 /**
@@ -87,14 +95,15 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
   let replacement: Buffer | undefined;
   let prefix: Buffer | undefined;
 
+  if (delivery.translate && !kind.sse) return deliverTranslated(res, config, delivery);
   if (notice && kind.sse) {
-    prefix = sseNotice(notice, config.notice.sse);
+    prefix = sseNotice(notice, delivery.translate || delivery.sseComment ? (config.notice.sse === "off" ? "off" : "comment") : config.notice.sse);
   } else if (notice && kind.json && !kind.encoded && config.notice.json && delivery.method !== "HEAD") {
     if (!pending) {
       try {
         pending = await collect(upstream.body, INSPECT_LIMIT);
       } catch (error) {
-        if (!res.destroyed) sendError(res, 502, "upstream_body_error", `The upstream failed while sending its answer: ${(error as Error).message}`);
+        if (!res.destroyed) sendError(res, 502, "upstream_body_error", `The upstream failed while sending its answer: ${(error as Error).message}`, undefined, delivery.errorShape);
         return;
       }
     }
@@ -122,6 +131,48 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
     }
   }
   return relay(upstream.body, res, kind.sse);
+}
+
+/**
+ * A JSON answer translated into the client's API: read whole (bounded),
+ * translated, the notice added, sent with its new length.
+ */
+async function deliverTranslated(res: ServerResponse, config: GatewayConfig, delivery: Delivery): Promise<void> {
+  const { upstream, notice } = delivery;
+  const translate = delivery.translate as NonNullable<Delivery["translate"]>;
+  let pending = delivery.pending;
+  try {
+    pending ??= await collect(upstream.body, TRANSLATE_LIMIT);
+  } catch (error) {
+    if (!res.destroyed) sendError(res, 502, "upstream_body_error", `The upstream failed while sending its answer: ${(error as Error).message}`, undefined, delivery.errorShape);
+    return;
+  }
+  if (!pending.complete) {
+    abandon(upstream.body);
+    sendError(res, 502, "answer_too_large", `The upstream's answer is larger than ${TRANSLATE_LIMIT} bytes, the most the gateway translates.`, undefined, delivery.errorShape);
+    return;
+  }
+  const text = Buffer.concat(pending.chunks, pending.size).toString("utf8");
+  let payload: unknown;
+  try {
+    payload = JSON.parse(text);
+  } catch {
+    if (upstream.statusCode < 400) {
+      sendError(res, 502, "invalid_upstream_answer", "The upstream's answer is not JSON, so it cannot be translated.", undefined, delivery.errorShape);
+      return;
+    }
+    payload = { error: { message: text.slice(0, 1000) || `HTTP ${upstream.statusCode}` } };
+  }
+  const translated = translate(payload, upstream.statusCode) as Record<string, unknown>;
+  if (notice && config.notice.json && translated && typeof translated === "object") translated.gateway_notice = notice;
+  const body = Buffer.from(JSON.stringify(translated));
+  const headers = relayResponseHeaders(upstream.headers, true);
+  delete headers["content-type"];
+  delete headers["content-encoding"];
+  Object.assign(headers, delivery.gatewayHeaders, { "content-type": "application/json", "content-length": body.length });
+  res.writeHead(upstream.statusCode, headers);
+  res.end(delivery.method === "HEAD" ? undefined : body);
+  return finished(res);
 }
 
 /** Pipes the rest of an upstream body; a failure mid-body never looks like a clean end. */

@@ -61,6 +61,8 @@ export const DEFAULT_RULES: readonly Rule[] = [
   { name: "unreachable", action: "failover", kinds: ["network"] },
   { name: "route-key-rejected", action: "failover", statuses: [401, 403], keyedRoute: true },
   { name: "rate-limited", action: "retry", statuses: [429], inRetrySet: true },
+  // Anthropic's "overloaded" status: transient, like a 503.
+  { name: "overloaded", action: "retry", statuses: [529] },
   { name: "server-error", action: "retry", statuses: [500, 502, 503, 504], inRetrySet: true },
   { name: "retry-status", action: "failover", inRetrySet: true },
 ];

@@ -5,9 +5,10 @@ import type { Logger } from "../observe/logger.js";
 import { DeadlineError, runAttempts, type Engine, type Outcome } from "../proxy/attempts.js";
 import { Abort } from "../upstream/abort.js";
 import { inspectBody, type BodyInfo } from "../proxy/request-body.js";
+import { clientApiOf, speaksAnthropic, type ClientApi } from "../proxy/api.js";
 import { planCandidates } from "../routing/plan.js";
 import { readBody, rejectTooLarge } from "./body.js";
-import { sendError, sendJson } from "./errors.js";
+import { sendError, sendJson, type ErrorShape } from "./errors.js";
 
 export type ServerDeps = Engine;
 
@@ -105,8 +106,9 @@ async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerRespo
     else sendError(res, 404, "model_not_found", `The model "${id}" is not configured on this gateway.`);
     return;
   }
-  if (pathname !== "/v1" && !pathname.startsWith("/v1/")) {
-    sendError(res, 404, "not_found", `No route for ${method} ${pathname}. The gateway serves /v1/*, /health.`);
+  const client = pathname === "/v1" || pathname.startsWith("/v1/") || pathname.startsWith("/anthropic/") ? clientApiOf(pathname) : undefined;
+  if (!client) {
+    sendError(res, 404, "not_found", `No route for ${method} ${pathname}. The gateway serves /v1/*, /anthropic/v1/messages, /health.`);
     return;
   }
 
@@ -118,7 +120,7 @@ async function dispatch(deps: ServerDeps, req: IncomingMessage, res: ServerRespo
   const outcome: Outcome = { model: null, route: null, attempts: 0, switched: false, status: 0 };
   let requestedModel: string | null = null;
   try {
-    requestedModel = await proxy(deps, req, res, method, pathname, search, abort, outcome);
+    requestedModel = await proxy(deps, req, res, method, client.pathname, search, client.api, abort, outcome);
   } finally {
     if (abort.aborted && !(abort.reason instanceof DeadlineError)) outcome.status = 499;
     else if (outcome.status === 0) outcome.status = res.statusCode;
@@ -134,10 +136,12 @@ async function proxy(
   method: string,
   pathname: string,
   search: string,
+  api: ClientApi,
   signal: Abort,
   outcome: Outcome,
 ): Promise<string | null> {
   const { config } = deps;
+  const errorShape: ErrorShape = speaksAnthropic(api) ? "anthropic" : "openai";
   let body: Buffer | undefined;
   const readOnly = method === "GET" || method === "HEAD";
   if (!readOnly || req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined) {
@@ -153,7 +157,7 @@ async function proxy(
   if (body && body.length > 0) {
     bodyInfo = inspectBody(body, req.headers["content-type"]);
     if (bodyInfo.kind === "invalid_json") {
-      sendError(res, 400, "invalid_json", bodyInfo.message);
+      sendError(res, 400, "invalid_json", bodyInfo.message, undefined, errorShape);
       return null;
     }
   }
@@ -163,10 +167,10 @@ async function proxy(
   const requestModels = bodyInfo?.kind === "json" ? bodyInfo.models : undefined;
   const plan = planCandidates(config, deps.store, requestedModel, requestModels, deps.now());
   if (!plan.ok) {
-    sendError(res, plan.status, plan.code, plan.message);
+    sendError(res, plan.status, plan.code, plan.message, undefined, errorShape);
     return requestedModel;
   }
-  await runAttempts(deps, { method, pathname, search, headers: req.headers, body, bodyInfo, requestedModel, signal }, plan, res, outcome);
+  await runAttempts(deps, { method, pathname, search, headers: req.headers, body, bodyInfo, requestedModel, api, errorShape, signal }, plan, res, outcome);
   return requestedModel;
 }
 

@@ -46,10 +46,13 @@ export interface UpstreamHeaderOptions {
 export function buildUpstreamHeaders(client: IncomingHttpHeaders, route: Route, options: UpstreamHeaderOptions): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const named = connectionTokens(client.connection);
-  const forwardCredentials = route.apiKey === "" && route.authHeader === "authorization";
+  const forwardCredentials = route.apiKey === "" && (route.authHeader === "authorization" || (route.api === "anthropic" && route.authHeader === "x-api-key"));
+  const openai = route.api === "openai";
   for (const key in client) {
     const value = client[key];
     if (value === undefined || HOP_BY_HOP.has(key) || REQUEST_DROP.has(key) || named?.has(key)) continue;
+    // Anthropic's version and beta headers mean nothing to an OpenAI upstream (and some reject unknown ones).
+    if (openai && key.startsWith("anthropic-")) continue;
     out[key] = value;
   }
   if (!forwardCredentials) {

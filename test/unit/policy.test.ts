@@ -232,10 +232,10 @@ describe("policy: errorFacts", () => {
     }
   });
 
-  test("errorFacts feeds the table: an Anthropic 529 overloaded is not a context error", () => {
+  test("errorFacts feeds the table: an Anthropic 529 overloaded is transient, not a context error", () => {
     const f = fromBody(529, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } });
-    assert.equal(matchRule(f), undefined, "529 is not in the default retry set");
-    assert.equal(matchRule({ ...f, inRetrySet: true })?.action, "failover");
+    assert.equal(matchRule(f)?.name, "overloaded", "529 is retried, then failed over, even outside the retry set");
+    assert.equal(matchRule(f)?.action, "retry");
   });
 });
 
