@@ -1,0 +1,123 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import {
+  chatToMessagesResponse,
+  messagesToChatResponse,
+  toAnthropicError,
+  toOpenAIError,
+} from "../../src/compat/anthropic/response.js";
+
+type Json = Record<string, unknown>;
+
+/** The test sources' fixtures, seen from build/test/unit/. */
+const FIXTURES = new URL("../../../test/fixtures/compat/response/", import.meta.url);
+
+interface Golden {
+  readonly direction: "chat-to-messages" | "messages-to-chat" | "error-to-anthropic" | "error-to-openai";
+  readonly model?: string;
+  readonly status?: number;
+  readonly stopSequences?: string[];
+  readonly input: unknown;
+  readonly expected: Json;
+}
+
+function translate(golden: Golden): Json {
+  switch (golden.direction) {
+    case "chat-to-messages":
+      return chatToMessagesResponse(golden.input, golden.model ?? "", golden.stopSequences);
+    case "messages-to-chat":
+      return messagesToChatResponse(golden.input, golden.model ?? "");
+    case "error-to-anthropic":
+      return toAnthropicError(golden.status ?? 500, golden.input);
+    case "error-to-openai":
+      return toOpenAIError(golden.status ?? 500, golden.input);
+  }
+}
+
+describe("response translation, golden files", () => {
+  const files = readdirSync(FIXTURES).filter((name) => name.endsWith(".json"));
+  test("the fixtures are there", () => assert.ok(files.length >= 10, `only ${files.length} fixtures`));
+  for (const file of files) {
+    test(file, () => {
+      const golden = JSON.parse(readFileSync(new URL(file, FIXTURES), "utf8")) as Golden;
+      const before = JSON.stringify(golden.input);
+      const actual = translate(golden);
+      assert.equal(JSON.stringify(golden.input), before, "the input was mutated");
+      const expected = { ...golden.expected };
+      if (expected.created === "<any>") {
+        assert.equal(typeof actual.created, "number");
+        expected.created = actual.created;
+      }
+      assert.deepEqual(actual, expected);
+    });
+  }
+});
+
+describe("response translation, edge cases", () => {
+  const garbage: unknown[] = [null, undefined, 1, "text", [], {}, { choices: "x" }, { choices: [null] }, { choices: [{ message: 5 }] }, { content: "x" }, { content: [null, 1, { type: "tool_use" }] }];
+
+  test("never throws on whatever the upstream sent, and still answers in the client's shape", () => {
+    for (const input of garbage) {
+      const message = chatToMessagesResponse(input, "m");
+      assert.equal(message.type, "message");
+      assert.ok(Array.isArray(message.content));
+      assert.equal(typeof message.stop_reason, "string");
+      assert.equal(typeof (message.usage as Json).output_tokens, "number");
+      const chat = messagesToChatResponse(input, "m");
+      assert.equal(chat.object, "chat.completion");
+      assert.equal((chat.choices as Json[]).length, 1);
+      for (const status of [400, 404, 429, 500, 529]) {
+        const anthropic = toAnthropicError(status, input) as { type: string; error: { type: string; message: string } };
+        assert.equal(anthropic.type, "error");
+        assert.ok(anthropic.error.message.length > 0);
+        const openai = toOpenAIError(status, input) as { error: { message: string; type: string } };
+        assert.ok(openai.error.message.length > 0);
+      }
+    }
+  });
+
+  test("unparseable tool arguments become an empty input, never a throw", () => {
+    const message = chatToMessagesResponse(
+      { choices: [{ message: { tool_calls: [{ id: "call_x", function: { name: "f", arguments: "{not json" } }] }, finish_reason: "tool_calls" }] },
+      "m",
+    );
+    assert.deepEqual(message.content, [{ type: "tool_use", id: "call_x", name: "f", input: {} }]);
+  });
+
+  test("tool calls under finish_reason stop still tell the client to run them", () => {
+    const message = chatToMessagesResponse({ choices: [{ message: { tool_calls: [{ id: "c", function: { name: "f", arguments: "{}" } }] }, finish_reason: "stop" }] }, "m");
+    assert.equal(message.stop_reason, "tool_use");
+  });
+
+  test("a matched stop string not among the request's stop sequences is a natural end", () => {
+    const message = chatToMessagesResponse({ choices: [{ message: { content: "x" }, finish_reason: "stop", stop_reason: 128009 }] }, "m", ["END"]);
+    assert.equal(message.stop_reason, "end_turn");
+    assert.equal(message.stop_sequence, null);
+  });
+
+  test("error types follow the status when the upstream's type is not Anthropic's", () => {
+    const cases: [number, string][] = [
+      [400, "invalid_request_error"],
+      [401, "authentication_error"],
+      [403, "permission_error"],
+      [404, "not_found_error"],
+      [413, "request_too_large"],
+      [429, "rate_limit_error"],
+      [500, "api_error"],
+      [502, "api_error"],
+      [504, "timeout_error"],
+      [529, "overloaded_error"],
+      [422, "invalid_request_error"],
+    ];
+    for (const [status, type] of cases) {
+      const body = toAnthropicError(status, { error: { message: "m", type: "server_error" } }) as { error: { type: string } };
+      assert.equal(body.error.type, type, `status ${status}`);
+    }
+  });
+
+  test("a gateway error keeps its sentence", () => {
+    const body = toAnthropicError(404, { error: { message: "The model x is not configured.", type: "not_found_error", code: "model_not_found" } });
+    assert.deepEqual(body, { type: "error", error: { type: "not_found_error", message: "The model x is not configured." } });
+  });
+});
