@@ -151,6 +151,8 @@ async function start(flags: Flags, routesFile?: string): Promise<number | string
     { event: "listening", url: address.url, routes_file: loaded.config.source.routesFile, models: loaded.config.autoModels.length },
     `openclaw-autoproxy listening on ${address.url}`,
   );
+  // Whoever waits for the gateway to be up sees it at once, not at the next periodic flush.
+  gateway.logger.flush();
   onShutdown(async () => {
     await gateway.close();
   });

@@ -17,6 +17,8 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
         censor: "[redacted]",
       },
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    // Lines are gathered up to 4 KB (or 200 ms) per write: one write per request line would cost a syscall each
+    // on the hot path. pino flushes what is left when the process exits.
+    destination ?? pino.destination({ fd: 1, sync: false, minLength: 4096, periodicFlush: 200 }),
   );
 }
