@@ -1,20 +1,10 @@
 /**
- * Whether an upstream outcome should be tried on the next candidate. Pure
- * functions over data: the attempt loop asks, these answer.
+ * Facts about an upstream outcome the failover policy decides on. Pure
+ * functions over data: the attempt asks, these answer.
  */
 
 /** Why a candidate was left behind; `cooldown`: it was not tried at all (cooling down or breaker open). */
 export type FailureReason = "status" | "body_status" | "network_error" | "timeout" | "cooldown";
-
-export type Verdict =
-  | { readonly kind: "ok" }
-  | { readonly kind: "retryable"; readonly reason: FailureReason; readonly status: number | null };
-
-export const OK: Verdict = { kind: "ok" };
-
-export function classifyStatus(status: number, retryStatusCodes: ReadonlySet<number>): Verdict {
-  return retryStatusCodes.has(status) ? { kind: "retryable", reason: "status", status } : OK;
-}
 
 function statusLike(value: unknown): number | null {
   if (typeof value === "number" && Number.isInteger(value)) return value >= 100 && value <= 599 ? value : null;
@@ -43,17 +33,6 @@ export function bodyStatus(payload: unknown, retryStatusCodes: ReadonlySet<numbe
   return null;
 }
 
-export function classifyJsonBody(text: string, retryStatusCodes: ReadonlySet<number>): Verdict {
-  let payload: unknown;
-  try {
-    payload = JSON.parse(text);
-  } catch {
-    return OK;
-  }
-  const status = bodyStatus(payload, retryStatusCodes);
-  return status === null ? OK : { kind: "retryable", reason: "body_status", status };
-}
-
 const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ETIMEDOUT"]);
 
 /** Whether an error thrown by the upstream client is a timeout (as opposed to a network failure). */
@@ -62,7 +41,3 @@ export function isTimeoutError(error: unknown): boolean {
   return (typeof code === "string" && TIMEOUT_CODES.has(code)) || (error as Error | null)?.name === "TimeoutError";
 }
 
-/** A thrown error from the upstream client: a timeout or a network failure, both retryable. */
-export function classifyError(error: unknown): Verdict {
-  return { kind: "retryable", reason: isTimeoutError(error) ? "timeout" : "network_error", status: null };
-}
