@@ -120,4 +120,31 @@ describe("response translation, edge cases", () => {
     const body = toAnthropicError(404, { error: { message: "The model x is not configured.", type: "not_found_error", code: "model_not_found" } });
     assert.deepEqual(body, { type: "error", error: { type: "not_found_error", message: "The model x is not configured." } });
   });
+
+  test("a blank text before tool calls is left out, and foreign tool ids are made to fit Anthropic's pattern", () => {
+    const message = chatToMessagesResponse(
+      { choices: [{ message: { content: "\n\n", tool_calls: [{ id: "functions.get_weather:0", function: { name: "get_weather", arguments: "{}" } }] }, finish_reason: "tool_calls" }] },
+      "m",
+    );
+    assert.deepEqual(message.content, [{ type: "tool_use", id: "functions_get_weather_0", name: "get_weather", input: {} }]);
+  });
+
+  test("a refusal is the answer's text and its stop reason", () => {
+    const message = chatToMessagesResponse({ choices: [{ message: { content: null, refusal: "I can't help with that." }, finish_reason: "stop" }] }, "m");
+    assert.deepEqual(message.content, [{ type: "text", text: "I can't help with that." }]);
+    assert.equal(message.stop_reason, "refusal");
+  });
+
+  test("a finish or stop reason named like an Object.prototype member still maps to a string", () => {
+    assert.equal(chatToMessagesResponse({ choices: [{ message: { content: "x" }, finish_reason: "constructor" }] }, "m").stop_reason, "end_turn");
+    const chat = messagesToChatResponse({ content: [{ type: "text", text: "x" }], stop_reason: "toString" }, "m") as { choices: { finish_reason: unknown }[] };
+    assert.equal(chat.choices[0]?.finish_reason, "stop");
+  });
+
+  test("OpenAI's 401 (type invalid_request_error) is an authentication_error for the Anthropic client", () => {
+    const body = toAnthropicError(401, { error: { message: "Incorrect API key provided", type: "invalid_request_error", code: "invalid_api_key" } }) as { error: { type: string } };
+    assert.equal(body.error.type, "authentication_error");
+    // Outside the table a type Anthropic defines is kept.
+    assert.equal((toAnthropicError(503, { type: "error", error: { type: "overloaded_error", message: "Overloaded" } }) as { error: { type: string } }).error.type, "overloaded_error");
+  });
 });

@@ -12,6 +12,8 @@
  * receiving a silently different answer.
  */
 
+import { toolUseIdOf } from "./response.js";
+
 export type Translated = { ok: true; body: Record<string, unknown> } | { ok: false; message: string; param?: string };
 
 type Json = Record<string, unknown>;
@@ -87,7 +89,11 @@ export function messagesToChatRequest(body: unknown, model: string): Translated 
     const system = systemText(input.system);
     if (system) messages.push({ role: "system", content: system });
     (input.messages as unknown[]).forEach((message, i) => messages.push(...chatMessages(message, i)));
-    out.messages = messages;
+    // System messages inside the conversation (API version 2026-10-21) join the leading one: many
+    // OpenAI-compatible servers' chat templates (Qwen, Llama, Mistral on vLLM) refuse a system message anywhere else.
+    const systems = messages.filter((message) => message.role === "system").map((message) => message.content as string);
+    const rest = messages.filter((message) => message.role !== "system");
+    out.messages = systems.length > 0 ? [{ role: "system", content: systems.join("\n\n") }, ...rest] : rest;
 
     // `max_tokens`, not `max_completion_tokens`: it is the field every OpenAI-compatible provider
     // (DeepSeek, Qwen, vLLM, Ollama, Mistral…) accepts, and OpenAI still takes it for non-reasoning models.
@@ -348,13 +354,16 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
     if (stop !== undefined && stop !== null) {
       const list = typeof stop === "string" ? [stop] : stop;
       if (!Array.isArray(list) || list.some((s) => typeof s !== "string")) return fail("stop must be a string or a list of strings", "stop");
-      if (list.length > 0) out.stop_sequences = [...(list as string[])];
+      // Anthropic rejects a stop sequence with no visible character ("\n" is common from OpenAI clients): those cannot be kept.
+      const kept = (list as string[]).filter((entry) => !isBlank(entry));
+      if (kept.length > 0) out.stop_sequences = kept;
     }
     const temperature = optionalNumber(input, "temperature");
     // OpenAI's range is 0–2, Anthropic's 0–1 (it rejects more): above 1 is clamped to the most random Anthropic allows.
     if (temperature !== undefined) out.temperature = Math.min(temperature, 1);
     const topP = optionalNumber(input, "top_p");
-    if (topP !== undefined) out.top_p = topP;
+    // Recent Claude models refuse temperature and top_p together; temperature is the one clients mean to set.
+    if (topP !== undefined && temperature === undefined) out.top_p = topP;
 
     const user = typeof input.user === "string" ? input.user : typeof input.safety_identifier === "string" ? input.safety_identifier : undefined;
     if (user) out.metadata = { user_id: user };
@@ -471,10 +480,6 @@ function anthropicImage(part: Json, path: string): Json {
   return { type: "image", source: { type: "base64", media_type: mediaType, data: data[2]! } };
 }
 
-/** Anthropic wants tool ids matching ^[a-zA-Z0-9_-]+$; ids from other providers (`functions.get:0`) are made to fit, the same way on both sides of the round trip. */
-function toolId(id: string): string {
-  return id.replace(/[^a-zA-Z0-9_-]/g, "_");
-}
 
 function assistantTurn(message: Json, param: string, i: number): Turn | undefined {
   const blocks: Json[] = [];
@@ -493,7 +498,7 @@ function assistantTurn(message: Json, param: string, i: number): Turn | undefine
       if (typeof call.id !== "string" || call.id.length === 0) return fail("a tool call needs an id", `${path}.id`);
       const fn = call.function;
       if (!isObject(fn) || typeof fn.name !== "string") return fail("a tool call needs a function name", `${path}.function.name`);
-      blocks.push({ type: "tool_use", id: toolId(call.id), name: fn.name, input: toolInput(fn.arguments, `${path}.function.arguments`) });
+      blocks.push({ type: "tool_use", id: toolUseIdOf(call.id), name: fn.name, input: toolInput(fn.arguments, `${path}.function.arguments`) });
     });
   } else if (isObject(message.function_call)) {
     const fn = message.function_call;
@@ -510,20 +515,21 @@ function toolInput(args: unknown, param: string): Json {
   if (isObject(args)) return { ...args }; // some clients send the object itself
   if (typeof args !== "string") return fail("tool call arguments must be a JSON string", param);
   if (isBlank(args)) return {};
+  // These are the model's own past words (a call cut short by max_tokens leaves half an object): OpenAI
+  // keeps any string, so refusing it here would make the conversation unusable on Anthropic routes for good.
   let parsed: unknown;
   try {
     parsed = JSON.parse(args);
   } catch {
-    return fail("tool call arguments are not valid JSON", param);
+    return {};
   }
-  if (!isObject(parsed)) return fail("tool call arguments must be a JSON object", param);
-  return parsed;
+  return isObject(parsed) ? parsed : {};
 }
 
 function toolTurn(message: Json, param: string): Turn {
   if (typeof message.tool_call_id !== "string" || message.tool_call_id.length === 0) return fail("a tool message needs a tool_call_id", `${param}.tool_call_id`);
   const content = textOf(message.content, `${param}.content`, false, "\n");
-  return { role: "user", content: [{ type: "tool_result", tool_use_id: toolId(message.tool_call_id), content }] };
+  return { role: "user", content: [{ type: "tool_result", tool_use_id: toolUseIdOf(message.tool_call_id), content }] };
 }
 
 /**

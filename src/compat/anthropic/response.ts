@@ -22,7 +22,7 @@ export function stopReasonOf(choice: Json, stopSequences: readonly string[] | un
     if (matched !== undefined && stopSequences?.includes(matched)) return { stop_reason: "stop_sequence", stop_sequence: matched };
     return { stop_reason: "end_turn", stop_sequence: null };
   }
-  return { stop_reason: FINISH_TO_STOP[String(finish)] ?? "end_turn", stop_sequence: null };
+  return { stop_reason: lookup(FINISH_TO_STOP, finish) ?? "end_turn", stop_sequence: null };
 }
 
 const FINISH_TO_STOP: Readonly<Record<string, string>> = {
@@ -42,9 +42,14 @@ const STOP_TO_FINISH: Readonly<Record<string, string>> = {
   model_context_window_exceeded: "length",
 };
 
+/** A table's own entry only: an upstream's "constructor" or "toString" must not find Object.prototype's. */
+function lookup(table: Readonly<Record<string, string>>, key: unknown): string | undefined {
+  return typeof key === "string" && Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 /** Anthropic's stop_reason as OpenAI's finish_reason. */
 export function finishReasonOf(stopReason: unknown): string {
-  return STOP_TO_FINISH[String(stopReason)] ?? "stop";
+  return lookup(STOP_TO_FINISH, stopReason) ?? "stop";
 }
 
 /** OpenAI usage as Anthropic's: cached prompt tokens are counted apart, as Anthropic does. */
@@ -71,13 +76,23 @@ export function openAiUsageOf(usage: unknown): Json {
 
 /** An Anthropic message id for an OpenAI answer's id. */
 export function messageIdOf(chatId: unknown): string {
-  if (typeof chatId === "string" && chatId.length > 0) return `msg_${chatId.startsWith("chatcmpl-") ? chatId.slice("chatcmpl-".length) : chatId}`;
+  const bare = typeof chatId === "string" ? (chatId.startsWith("chatcmpl-") ? chatId.slice("chatcmpl-".length) : chatId) : "";
+  if (bare.length > 0) return `msg_${bare}`;
   return `msg_gw${randomBytes(12).toString("hex")}`;
 }
 
 /** An OpenAI completion id for an Anthropic message's id. */
 export function chatIdOf(messageId: unknown): string {
   return `chatcmpl-${typeof messageId === "string" && messageId.length > 0 ? messageId : `gw${randomBytes(12).toString("hex")}`}`;
+}
+
+/**
+ * A tool call id as Anthropic accepts it (^[a-zA-Z0-9_-]+$): ids from other providers (Kimi's
+ * `functions.get:0`) come back in the next turn's history, which an Anthropic route must accept
+ * too. The request translator applies the same mapping to the ids a client sends back.
+ */
+export function toolUseIdOf(id: string): string {
+  return id.replace(/[^a-zA-Z0-9_-]/g, "_");
 }
 
 /** A tool call's JSON arguments as Anthropic's `input` object; what does not parse to an object becomes `{}`. */
@@ -101,21 +116,23 @@ export function chatToMessagesResponse(chat: unknown, model: string, stopSequenc
   const choice = Array.isArray(record.choices) && isObject(record.choices[0]) ? record.choices[0] : {};
   const message = isObject(choice.message) ? choice.message : {};
   const content: Json[] = [];
-  const text = textOf(message.content) + (typeof message.refusal === "string" ? message.refusal : "");
-  // Anthropic never sends an empty text block; an answer with nothing in it has no blocks.
-  if (text.length > 0) content.push({ type: "text", text });
+  const refusal = typeof message.refusal === "string" && message.refusal.length > 0 ? message.refusal : "";
+  const text = [textOf(message.content), refusal].filter((part) => part.length > 0).join("\n\n");
   const calls = Array.isArray(message.tool_calls) ? message.tool_calls.filter(isObject) : [];
   if (calls.length === 0 && isObject(message.function_call)) calls.push({ id: undefined, function: message.function_call });
+  // Anthropic never sends an empty text block, and refuses a blank one beside tool calls when the history comes back
+  // (providers often say "\n\n" before their calls): an answer with nothing in it has no blocks.
+  if (text.length > 0 && !(calls.length > 0 && text.trim() === "")) content.push({ type: "text", text });
   calls.forEach((call, index) => {
     const fn = isObject(call.function) ? call.function : {};
     content.push({
       type: "tool_use",
-      id: typeof call.id === "string" && call.id ? call.id : `toolu_gw${index}${randomBytes(8).toString("hex")}`,
+      id: typeof call.id === "string" && call.id ? toolUseIdOf(call.id) : `toolu_gw${index}${randomBytes(8).toString("hex")}`,
       name: typeof fn.name === "string" ? fn.name : "",
       input: toolInputOf(fn.arguments),
     });
   });
-  const { stop_reason, stop_sequence } = stopReasonOf(choice, stopSequences);
+  const { stop_reason, stop_sequence } = refusal && choice.finish_reason === "stop" ? { stop_reason: "refusal", stop_sequence: null } : stopReasonOf(choice, stopSequences);
   return {
     id: messageIdOf(record.id),
     type: "message",
@@ -201,7 +218,7 @@ const STATUS_TYPE: Readonly<Record<number, string>> = {
 
 /** The Anthropic error type for a status. */
 export function anthropicErrorType(status: number): string {
-  return STATUS_TYPE[status] ?? (status >= 500 ? "api_error" : "invalid_request_error");
+  return (Object.hasOwn(STATUS_TYPE, status) ? STATUS_TYPE[status] : undefined) ?? (status >= 500 ? "api_error" : "invalid_request_error");
 }
 
 /** The sentence an error body carries, whichever shape it has. */
@@ -226,7 +243,9 @@ export function toAnthropicError(status: number, body: unknown): Json {
   const inner = isObject(body) && isObject(body.error) ? body.error : undefined;
   const declared = typeof inner?.type === "string" ? inner.type : undefined;
   // A type Anthropic defines is kept (an Anthropic upstream's own, or one both APIs share); any other follows the status.
-  const type = declared !== undefined && ANTHROPIC_TYPES.has(declared) && !(declared === "invalid_request_error" && status >= 500) ? declared : anthropicErrorType(status);
+  // The status decides where Anthropic gives it a type (OpenAI calls a 401 invalid_request_error; the SDK goes by the
+  // status, a client reading the type should see the same); elsewhere a type Anthropic defines is kept.
+  const type = !Object.hasOwn(STATUS_TYPE, status) && declared !== undefined && ANTHROPIC_TYPES.has(declared) && !(declared === "invalid_request_error" && status >= 500) ? declared : anthropicErrorType(status);
   const out: Json = { type: "error", error: { type, message: errorMessageOf(body, status) } };
   if (isObject(body) && typeof body.request_id === "string") out.request_id = body.request_id;
   return out;
