@@ -251,9 +251,9 @@ export async function runAttempts(
         sseComment: request.api !== "chat" && request.api !== "other",
         translate:
           codec === "chat-from-messages"
-            ? (payload, status) => (status >= 400 ? toOpenAIError(status, payload) : messagesToChatResponse(payload, answerModel))
+            ? (payload, status) => (status >= 400 ? toOpenAIError(status, payload) : isMessage(payload) ? messagesToChatResponse(payload, answerModel) : undefined)
             : codec === "messages-from-chat"
-              ? (payload, status) => (status >= 400 ? toAnthropicError(status, payload) : chatToMessagesResponse(payload, answerModel, stopSequencesOf(request)))
+              ? (payload, status) => (status >= 400 ? toAnthropicError(status, payload) : isChatCompletion(payload) ? chatToMessagesResponse(payload, answerModel, stopSequencesOf(request)) : undefined)
               : undefined,
       });
       return;
@@ -413,6 +413,15 @@ function exchanges(request: ProxyRequest, baseBody: Buffer | undefined, wantsStr
       },
     };
   };
+}
+
+/** A 2xx body that is an answer at all: some providers answer 200 with only an error in it. */
+function isChatCompletion(payload: unknown): boolean {
+  return !!payload && typeof payload === "object" && Array.isArray((payload as { choices?: unknown }).choices) && !(payload as { error?: unknown }).error;
+}
+
+function isMessage(payload: unknown): boolean {
+  return !!payload && typeof payload === "object" && Array.isArray((payload as { content?: unknown }).content) && (payload as { type?: unknown }).type !== "error";
 }
 
 /** The client's `stop_sequences` (an Anthropic request), to tell a stop sequence from a natural end. */

@@ -77,6 +77,7 @@ export interface Delivery {
   /** Writes the body instead of piping the upstream's (a stream the gateway relays event by event). */
   readonly relayBody?: (res: ServerResponse) => Promise<void>;
   /** Turns the upstream's JSON answer (or error) into the client's API. */
+  /** The upstream's answer in the client's API; undefined when a 2xx body is no answer (then it is passed on as an error). */
   readonly translate?: (payload: unknown, status: number) => unknown;
   readonly errorShape: ErrorShape;
   /** The client's API has no room for a named notice event (Responses, Anthropic): a comment line or nothing. */
@@ -163,14 +164,20 @@ async function deliverTranslated(res: ServerResponse, config: GatewayConfig, del
     }
     payload = { error: { message: text.slice(0, 1000) || `HTTP ${upstream.statusCode}` } };
   }
-  const translated = translate(payload, upstream.statusCode) as Record<string, unknown>;
+  let status = upstream.statusCode;
+  let translated = translate(payload, status) as Record<string, unknown> | undefined;
+  if (translated === undefined) {
+    // A 200 that carries an error (or nothing an answer has) must not reach the client as an empty answer.
+    status = 502;
+    translated = translate(payload, status) as Record<string, unknown>;
+  }
   if (notice && config.notice.json && translated && typeof translated === "object") translated.gateway_notice = notice;
   const body = Buffer.from(JSON.stringify(translated));
   const headers = relayResponseHeaders(upstream.headers, true);
   delete headers["content-type"];
   delete headers["content-encoding"];
   Object.assign(headers, delivery.gatewayHeaders, { "content-type": "application/json", "content-length": body.length });
-  res.writeHead(upstream.statusCode, headers);
+  res.writeHead(status, headers);
   res.end(delivery.method === "HEAD" ? undefined : body);
   return finished(res);
 }
