@@ -377,6 +377,7 @@ function resolveRoute(
     enabled,
     api,
     maxTokens: route.maxTokens ?? DEFAULT_MAX_TOKENS,
+    ...(route.maxTokens !== undefined ? { maxTokensCap: route.maxTokens } : {}),
     authHeader: route.authHeader ?? defaults.authHeader ?? (api === "anthropic" ? "x-api-key" : "authorization"),
     authPrefix: route.authPrefix ?? defaults.authPrefix ?? (api === "anthropic" ? "" : "Bearer "),
     apiKey,

@@ -100,7 +100,7 @@ routes:
     api: anthropic                     # speaks the Messages API: x-api-key and anthropic-version 2023-06-01 by default
     apiKeyEnv: ANTHROPIC_API_KEY
     models: [claude-sonnet-4-5, claude-haiku-4-5]
-    maxTokens: 8192                    # max_tokens when a Chat Completions client sets none
+    maxTokens: 8192                    # max_tokens when a Chat Completions client sets none (on an openai route: a cap for Messages clients)
 
   # A route for model "*" catches every model no other route names.
   # - name: catch-all

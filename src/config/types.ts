@@ -31,6 +31,8 @@ export interface Route {
   readonly api: UpstreamApi;
   /** `max_tokens` for a translated request that sets none (Anthropic routes). */
   readonly maxTokens: number;
+  /** `maxTokens` when the file sets it: on an OpenAI route, the most a translated Messages request may ask for. */
+  readonly maxTokensCap?: number;
   readonly models: readonly string[];
   readonly enabled: boolean;
   /** Lower-case header name the route's credential goes in. */

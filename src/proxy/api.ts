@@ -87,7 +87,7 @@ export type TranslatedBody = { ok: true; body: Buffer } | { ok: false; message: 
 
 /** The client's body (parsed JSON) in the upstream's API, for `model`. */
 export function translateRequest(codec: Codec, parsed: unknown, model: string, route: Route): TranslatedBody {
-  const result = codec === "chat-from-messages" ? chatToMessagesRequest(parsed, model, { defaultMaxTokens: route.maxTokens }) : messagesToChatRequest(parsed, model);
+  const result = codec === "chat-from-messages" ? chatToMessagesRequest(parsed, model, { defaultMaxTokens: route.maxTokens }) : messagesToChatRequest(parsed, model, { maxTokensCap: route.maxTokensCap });
   if (!result.ok) return result;
   return { ok: true, body: Buffer.from(JSON.stringify(result.body)) };
 }

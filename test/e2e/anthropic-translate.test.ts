@@ -375,6 +375,13 @@ describe("an Anthropic client on an OpenAI route (Messages → Chat Completions)
     });
   }
 
+  test("maxTokens on the OpenAI route caps what a Messages client asks for (Claude Code's 32000)", T, async (t) => {
+    const { claude, up } = await setup(t, { [GPT]: openaiRoute(gptOk(GPT), "    maxTokens: 8192\n") });
+    await claude.messages.create({ ...ask(GPT), max_tokens: 32000 });
+    await claude.messages.create({ ...ask(GPT), max_tokens: 100 });
+    assert.deepEqual(up[GPT]!.received.map((received) => received.json?.max_tokens), [8192, 100]);
+  });
+
   test("cached prompt tokens → input_tokens without them, cache_read_input_tokens = cached_tokens (JSON and stream)", T, async (t) => {
     const { claude, up } = await setup(t, { [GPT]: openaiRoute(gptOk(GPT, { usage: { prompt_tokens: 30, completion_tokens: 7, cached_tokens: 10 } })) });
 

@@ -13,7 +13,7 @@ interface GoldenCase {
   readonly direction: "messages-to-chat" | "chat-to-messages";
   readonly model: string;
   readonly input: unknown;
-  readonly options?: { defaultMaxTokens: number };
+  readonly options?: { defaultMaxTokens?: number; maxTokensCap?: number };
   readonly expected?: Json;
   readonly error?: { param?: string };
 }
@@ -21,7 +21,7 @@ interface GoldenCase {
 const DEFAULTS = { defaultMaxTokens: 4096 };
 
 function translate(c: GoldenCase): Translated {
-  return c.direction === "messages-to-chat" ? messagesToChatRequest(c.input, c.model) : chatToMessagesRequest(c.input, c.model, c.options ?? DEFAULTS);
+  return c.direction === "messages-to-chat" ? messagesToChatRequest(c.input, c.model, c.options ?? {}) : chatToMessagesRequest(c.input, c.model, { ...DEFAULTS, ...c.options });
 }
 
 const cases = readdirSync(FIXTURES)

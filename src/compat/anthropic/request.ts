@@ -76,7 +76,7 @@ function maxTokensValue(value: unknown, field: string): number | undefined {
  * An Anthropic Messages request as an OpenAI Chat Completions request for
  * `model` (the candidate's upstream model name).
  */
-export function messagesToChatRequest(body: unknown, model: string): Translated {
+export function messagesToChatRequest(body: unknown, model: string, options: { maxTokensCap?: number | undefined } = {}): Translated {
   return guarded(() => {
     const input = requireObject(body);
     for (const field of ["mcp_servers", "container"]) {
@@ -97,8 +97,10 @@ export function messagesToChatRequest(body: unknown, model: string): Translated 
 
     // `max_tokens`, not `max_completion_tokens`: it is the field every OpenAI-compatible provider
     // (DeepSeek, Qwen, vLLM, Ollama, Mistral…) accepts, and OpenAI still takes it for non-reasoning models.
+    // Anthropic clients ask for a lot (Claude Code: 32000 or 64000) where many OpenAI-compatible models
+    // refuse more than their own limit (DeepSeek: 8192): the route's maxTokens, when set, caps it.
     const maxTokens = maxTokensValue(input.max_tokens, "max_tokens");
-    if (maxTokens !== undefined) out.max_tokens = maxTokens;
+    if (maxTokens !== undefined) out.max_tokens = options.maxTokensCap !== undefined ? Math.min(maxTokens, options.maxTokensCap) : maxTokens;
 
     const stop = input.stop_sequences;
     if (stop !== undefined && stop !== null) {
