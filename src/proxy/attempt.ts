@@ -2,7 +2,7 @@ import type { Dispatcher } from "undici";
 import type { Candidate } from "../routing/plan.js";
 import { errorFacts, matchRule, type FailureFacts } from "../routing/policy.js";
 import { MessagesToChatStream } from "../compat/anthropic/stream.js";
-import { toAnthropicError } from "../compat/anthropic/response.js";
+import { statusOfErrorType, toAnthropicError } from "../compat/anthropic/response.js";
 import { EventReader, StreamTimeoutError } from "../stream/reader.js";
 import { TranslatedSource, type EventSource } from "../stream/source.js";
 import type { SseEvent } from "../stream/sse.js";
@@ -262,26 +262,12 @@ async function holdChatStream(
 
 const MAX_HELD_BYTES = 1024 * 1024;
 
-const ERROR_TYPE_STATUS: Readonly<Record<string, number>> = {
-  rate_limit_error: 429,
-  rate_limit_exceeded: 429,
-  overloaded_error: 529,
-  api_error: 500,
-  server_error: 500,
-  invalid_request_error: 400,
-  authentication_error: 401,
-  permission_error: 403,
-  not_found_error: 404,
-  request_too_large: 413,
-  timeout_error: 504,
-};
-
 /** The HTTP status an error event stands for: a status-like code in it, else its error type (Anthropic's and OpenAI's names). */
 function errorEventStatus(payload: unknown, codes: readonly string[]): number {
   const status = bodyStatus(payload, ANY_STATUS);
   if (status !== null) return status;
   for (const code of codes) {
-    const byType = ERROR_TYPE_STATUS[code];
+    const byType = statusOfErrorType(code);
     if (byType !== undefined) return byType;
   }
   return 500;

@@ -216,6 +216,27 @@ const STATUS_TYPE: Readonly<Record<number, string>> = {
   529: "overloaded_error",
 };
 
+/** Error types of both APIs (Anthropic's, and OpenAI's `server_error`, `rate_limit_exceeded`) as the status they stand for. */
+const TYPE_STATUS: Readonly<Record<string, number>> = {
+  rate_limit_error: 429,
+  rate_limit_exceeded: 429,
+  overloaded_error: 529,
+  api_error: 500,
+  server_error: 500,
+  invalid_request_error: 400,
+  authentication_error: 401,
+  billing_error: 402,
+  permission_error: 403,
+  not_found_error: 404,
+  request_too_large: 413,
+  timeout_error: 504,
+};
+
+/** The status an error type stands for (an error event in a stream carries a type, not a status). */
+export function statusOfErrorType(type: string): number | undefined {
+  return Object.hasOwn(TYPE_STATUS, type) ? TYPE_STATUS[type] : undefined;
+}
+
 /** The Anthropic error type for a status. */
 export function anthropicErrorType(status: number): string {
   return (Object.hasOwn(STATUS_TYPE, status) ? STATUS_TYPE[status] : undefined) ?? (status >= 500 ? "api_error" : "invalid_request_error");
