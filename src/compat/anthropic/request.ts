@@ -360,6 +360,12 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
       const kept = (list as string[]).filter((entry) => !isBlank(entry));
       if (kept.length > 0) out.stop_sequences = kept;
     }
+    const format = input.response_format;
+    if (isObject(format) && format.type === "json_schema") {
+      const spec = format.json_schema;
+      if (!isObject(spec) || !isObject(spec.schema)) return fail("response_format json_schema needs a schema object", "response_format.json_schema.schema");
+      out.output_config = { format: { type: "json_schema", schema: spec.schema } };
+    }
     const temperature = optionalNumber(input, "temperature");
     // OpenAI's range is 0–2, Anthropic's 0–1 (it rejects more): above 1 is clamped to the most random Anthropic allows.
     if (temperature !== undefined) out.temperature = Math.min(temperature, 1);
@@ -393,8 +399,9 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
 function rejectUnsupported(input: Json): void {
   if (input.n !== undefined && input.n !== null && input.n !== 1) fail("n other than 1 (several choices) is not supported by Anthropic routes", "n");
   const format = input.response_format;
-  if (isObject(format) && format.type !== "text") {
-    fail(`response_format ${blockName(format.type)} is not supported by Anthropic routes`, "response_format");
+  // A JSON schema becomes Anthropic's structured output (output_config.format); plain JSON mode has no equivalent.
+  if (isObject(format) && format.type !== "text" && format.type !== "json_schema") {
+    fail(`response_format ${blockName(format.type)} is not supported by Anthropic routes (json_schema is)`, "response_format");
   }
   if (input.logprobs === true) fail("logprobs are not supported by Anthropic routes", "logprobs");
   if (typeof input.top_logprobs === "number" && input.top_logprobs > 0) fail("top_logprobs are not supported by Anthropic routes", "top_logprobs");
