@@ -237,6 +237,8 @@ export function formatTargets(verdicts: readonly TargetVerdict[]): string {
 export interface Baseline {
   /** Gateway CPU µs per request, by scenario id. */
   readonly gatewayCpuUsPerReq: Readonly<Record<string, number>>;
+  /** The mock's CPU µs per request on direct runs of the same baseline runs: the machine's speed then. */
+  readonly directMockCpuUsPerReq?: Readonly<Record<string, number>>;
   /** A run fails the check above `factor` × the baseline. */
   readonly factor: number;
 }
@@ -246,11 +248,30 @@ export interface CheckResult {
   readonly lines: string[];
 }
 
+/**
+ * How much slower this machine is than the baseline's, from the one fixed
+ * workload every run has: the mock answering direct requests. The median of
+ * the scenarios' ratios, between 0.5 and 4 (beyond that the machine is not
+ * fit to judge a regression).
+ */
+export function machineScale(runs: readonly RunRecord[], baseline: Baseline): number {
+  const base = baseline.directMockCpuUsPerReq;
+  if (!base) return 1;
+  const ratios = runs
+    .filter((run) => run.target === "direct" && base[run.scenario] !== undefined && Number.isFinite(run.upstreamCpuUsPerReq) && run.upstreamCpuUsPerReq > 0)
+    .map((run) => run.upstreamCpuUsPerReq / (base[run.scenario] as number))
+    .sort((a, b) => a - b);
+  if (ratios.length === 0) return 1;
+  const median = ratios[Math.floor((ratios.length - 1) / 2)] as number;
+  return Math.min(4, Math.max(0.5, median));
+}
+
 /** The gateway runs whose CPU per request is above factor × baseline (candidates for a second measurement). */
 export function overBaseline(runs: readonly RunRecord[], baseline: Baseline): RunRecord[] {
+  const scale = machineScale(runs, baseline);
   return runs.filter((run) => {
     const base = baseline.gatewayCpuUsPerReq[run.scenario];
-    return run.target === "gateway" && base !== undefined && !(run.proxyCpuUsPerReq !== null && run.proxyCpuUsPerReq <= base * baseline.factor);
+    return run.target === "gateway" && base !== undefined && !(run.proxyCpuUsPerReq !== null && run.proxyCpuUsPerReq <= base * baseline.factor * scale);
   });
 }
 
@@ -263,6 +284,8 @@ export function overBaseline(runs: readonly RunRecord[], baseline: Baseline): Ru
 export function checkAgainstBaseline(runs: readonly RunRecord[], baseline: Baseline, again: readonly RunRecord[] = []): CheckResult {
   const lines: string[] = [];
   let ok = true;
+  const scale = machineScale(runs, baseline);
+  if (baseline.directMockCpuUsPerReq) lines.push(`  machine speed: the mock's direct CPU per request is ${scale.toFixed(2)}× the baseline's (limits scaled by it, within 0.5 to 4)`);
   for (const run of runs) {
     const bad = failures(run.load) + run.warmupFailures;
     if (bad > 0) {
@@ -275,7 +298,7 @@ export function checkAgainstBaseline(runs: readonly RunRecord[], baseline: Basel
       lines.push(`  -  ${run.scenario}: no baseline, CPU not checked`);
       continue;
     }
-    const limit = base * baseline.factor;
+    const limit = base * baseline.factor * scale;
     const first = run.proxyCpuUsPerReq ?? NaN;
     const second = again.find((other) => other.scenario === run.scenario);
     const secondCpu = second?.proxyCpuUsPerReq ?? NaN;
@@ -288,7 +311,7 @@ export function checkAgainstBaseline(runs: readonly RunRecord[], baseline: Basel
     }
     lines.push(
       `${pass ? " ok " : "FAIL"} ${run.scenario}: gateway CPU ${fixed(first, 0)} µs/req${second ? `, measured again: ${fixed(secondCpu, 0)}` : ""}, ` +
-        `limit ${limit.toFixed(0)} (${baseline.factor}× the baseline ${base.toFixed(0)})`,
+        `limit ${limit.toFixed(0)} (${baseline.factor}× the baseline ${base.toFixed(0)}${scale !== 1 ? ` × ${scale.toFixed(2)}` : ""})`,
     );
   }
   return { ok, lines };

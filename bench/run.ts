@@ -442,7 +442,7 @@ async function main(options: Options): Promise<number> {
   let checkLines: string[] = [];
   if (baseline) {
     ({ ok: checkOk, lines: checkLines } = checkAgainstBaseline(runs, baseline, again));
-    process.stdout.write(`\n--check against ${path.relative(REPO_ROOT, BASELINE_FILE)} (fails only on > ${baseline.factor}× the baseline CPU or a failed request):\n${checkLines.join("\n")}\n`);
+    process.stdout.write(`\n--check against ${path.relative(REPO_ROOT, BASELINE_FILE)} (fails only on > ${baseline.factor}× the baseline CPU, scaled to this machine's speed, or a failed request):\n${checkLines.join("\n")}\n`);
     process.stdout.write(checkOk ? "check passed\n" : "CHECK FAILED\n");
   }
 
@@ -474,8 +474,10 @@ async function main(options: Options): Promise<number> {
 
 function writeBaseline(runs: readonly RunRecord[], meta: { date: string; node: string; cpu: string; cpuCount: number; git: string | null; argv: string[] }): void {
   const gatewayCpuUsPerReq: Record<string, number> = {};
+  const directMockCpuUsPerReq: Record<string, number> = {};
   for (const run of runs) {
     if (run.target === "gateway" && run.proxyCpuUsPerReq !== null && Number.isFinite(run.proxyCpuUsPerReq)) gatewayCpuUsPerReq[run.scenario] = Math.round(run.proxyCpuUsPerReq);
+    if (run.target === "direct" && Number.isFinite(run.upstreamCpuUsPerReq)) directMockCpuUsPerReq[run.scenario] = Math.round(run.upstreamCpuUsPerReq);
   }
   let previous: Record<string, unknown> = {};
   try {
@@ -489,6 +491,7 @@ function writeBaseline(runs: readonly RunRecord[], meta: { date: string; node: s
     source: { date: meta.date, git: meta.git, machine: `${meta.cpuCount} × ${meta.cpu}`, node: meta.node, command: `npm run bench -- ${meta.argv.join(" ")}`.trim() },
     factor: typeof previous.factor === "number" ? previous.factor : 3,
     gatewayCpuUsPerReq: { ...((previous.gatewayCpuUsPerReq as Record<string, number> | undefined) ?? {}), ...gatewayCpuUsPerReq },
+    directMockCpuUsPerReq: { ...((previous.directMockCpuUsPerReq as Record<string, number> | undefined) ?? {}), ...directMockCpuUsPerReq },
   };
   writeFileSync(BASELINE_FILE, `${JSON.stringify(baseline, null, 2)}\n`);
   process.stdout.write(`baseline written: ${path.relative(process.cwd(), BASELINE_FILE)}\n`);
