@@ -460,7 +460,7 @@ function discard(attempted: Attempted, logger?: Logger): void {
     return;
   }
   // Reading the rest of a small error body lets undici keep the connection for the next request.
-  body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+  body.drain(64 * 1024);
 }
 
 /** Records the failure in the model's health; failures that are the request's own do not count against the model. */

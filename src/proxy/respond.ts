@@ -1,9 +1,9 @@
 import type { ServerResponse } from "node:http";
-import type { Readable } from "node:stream";
 import type { GatewayConfig } from "../config/types.js";
 import { sendError, type ErrorShape } from "../server/errors.js";
 import { relayResponseHeaders } from "../upstream/headers.js";
 import { abandon, type UpstreamResponse } from "../upstream/client.js";
+import type { BodySink, UpstreamBody } from "../upstream/body.js";
 import { jsonWithNotice, sseError, sseNotice, type GatewayNotice } from "./notice.js";
 
 /** Largest upstream body the gateway will hold to inspect or annotate; larger ones are streamed untouched. */
@@ -20,36 +20,35 @@ export interface Collected {
 }
 
 /** Reads `body` up to `limit` bytes; rejects if the upstream body fails. */
-export function collect(body: Readable, limit: number): Promise<Collected> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = () => {
-      body.off("data", onData);
-      body.off("end", onEnd);
-      body.off("error", onError);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > limit) {
-        body.pause();
-        done();
-        resolve({ chunks, size, complete: false });
-      }
-    };
-    const onEnd = () => {
-      done();
-      resolve({ chunks, size, complete: true });
-    };
-    const onError = (error: Error) => {
-      done();
-      reject(error);
-    };
-    body.on("data", onData);
-    body.on("end", onEnd);
-    body.on("error", onError);
-  });
+export function collect(body: UpstreamBody, limit: number): Promise<Collected> {
+  return new Promise((resolve, reject) => body.consume(new Collector(body, limit, resolve, reject)));
+}
+
+class Collector implements BodySink {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  constructor(
+    private readonly body: UpstreamBody,
+    private readonly limit: number,
+    private readonly resolve: (collected: Collected) => void,
+    private readonly reject: (error: Error) => void,
+  ) {}
+  onData(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size > this.limit) {
+      // The rest waits (paused) for whoever reads it next.
+      this.body.pause();
+      this.body.release();
+      this.resolve({ chunks: this.chunks, size: this.size, complete: false });
+    }
+  }
+  onEnd(): void {
+    this.resolve({ chunks: this.chunks, size: this.size, complete: true });
+  }
+  onError(error: Error): void {
+    this.reject(error);
+  }
 }
 
 export interface ContentKind {
@@ -182,32 +181,47 @@ async function deliverTranslated(res: ServerResponse, config: GatewayConfig, del
   return finished(res);
 }
 
-/** Pipes the rest of an upstream body; a failure mid-body never looks like a clean end. */
-function relay(body: Readable, res: ServerResponse, sse: boolean): Promise<void> {
+/** Relays the rest of an upstream body with backpressure; a failure mid-body never looks like a clean end. */
+function relay(body: UpstreamBody, res: ServerResponse, sse: boolean): Promise<void> {
   return new Promise((resolve) => {
     if (res.destroyed) {
-      abandon(body);
+      body.destroy();
       resolve();
       return;
     }
-    const onError = (error: Error) => {
-      body.unpipe(res);
-      if (res.writableEnded || res.destroyed) return;
-      if (sse) {
-        // An SSE client would take a closed stream for a complete answer.
-        res.end(sseError(`The upstream stream failed: ${error.message}`, "upstream_stream_error"));
-      } else {
-        res.destroy(error);
-      }
-    };
-    body.on("error", onError);
-    body.on("end", () => res.end());
+    const relay = new Relay(body, res, sse);
+    res.on("drain", relay.onDrain);
     res.on("close", () => {
-      if (!res.writableFinished) abandon(body);
+      if (!res.writableFinished) body.destroy();
       resolve();
     });
-    body.pipe(res, { end: false });
+    body.consume(relay);
   });
+}
+
+class Relay implements BodySink {
+  readonly onDrain = () => this.body.resume();
+  constructor(
+    private readonly body: UpstreamBody,
+    private readonly res: ServerResponse,
+    private readonly sse: boolean,
+  ) {}
+  onData(chunk: Buffer): void {
+    if (!this.res.write(chunk)) this.body.pause();
+  }
+  onEnd(): void {
+    this.res.end();
+  }
+  onError(error: Error): void {
+    const res = this.res;
+    if (res.writableEnded || res.destroyed) return;
+    if (this.sse) {
+      // An SSE client would take a closed stream for a complete answer.
+      res.end(sseError(`The upstream stream failed: ${error.message}`, "upstream_stream_error"));
+    } else {
+      res.destroy(error);
+    }
+  }
 }
 
 function finished(res: ServerResponse): Promise<void> {

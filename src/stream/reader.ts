@@ -1,4 +1,4 @@
-import type { Readable } from "node:stream";
+import type { BodySink, UpstreamBody } from "../upstream/body.js";
 import { SseParser, type SseEvent } from "./sse.js";
 
 /** Events read ahead of the consumer before the body is paused. */
@@ -18,7 +18,7 @@ export class StreamTimeoutError extends Error {
  * trickles half events still times out (callers that should not count
  * comments as activity measure from their last data event).
  */
-export class EventReader {
+export class EventReader implements BodySink {
   private readonly parser = new SseParser();
   private readonly queue: SseEvent[] = [];
   private ended = false;
@@ -29,35 +29,35 @@ export class EventReader {
   private record: boolean;
 
   constructor(
-    private readonly body: Readable,
+    private readonly body: UpstreamBody,
     options: { record?: boolean } = {},
   ) {
     this.record = options.record ?? false;
-    body.on("data", (chunk: Buffer) => {
-      if (this.record) this.held.push(chunk);
-      const events = this.parser.push(chunk);
-      if (events.length > 0) {
-        for (const event of events) this.queue.push(event);
-        // Backpressure without a pause per event: stop reading only once a backlog builds up.
-        if (this.queue.length >= MAX_QUEUED) body.pause();
-      }
-      this.wake?.();
-    });
-    body.on("end", () => {
-      this.queue.push(...this.parser.end());
-      this.ended = true;
-      this.wake?.();
-    });
-    body.on("error", (error: Error) => {
-      this.failure = error;
-      this.wake?.();
-    });
-    // Destroyed without an error (the gateway cut it): a waiting next() must not wait for a timeout.
-    body.on("close", () => {
-      if (!this.ended && !this.failure) this.failure = new Error("the upstream stream closed before its end");
-      this.wake?.();
-    });
-    body.pause();
+    // Nothing is read before the first next().
+    body.consume(this, true);
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.record) this.held.push(chunk);
+    const events = this.parser.push(chunk);
+    if (events.length > 0) {
+      for (const event of events) this.queue.push(event);
+      // Backpressure without a pause per event: stop reading only once a backlog builds up.
+      if (this.queue.length >= MAX_QUEUED) this.body.pause();
+    }
+    this.wake?.();
+  }
+
+  onEnd(): void {
+    this.queue.push(...this.parser.end());
+    this.ended = true;
+    this.wake?.();
+  }
+
+  /** The body failed, or was destroyed before its end (the gateway cut it): a waiting next() must not wait for a timeout. */
+  onError(error: Error): void {
+    this.failure = error;
+    this.wake?.();
   }
 
   /** Stops keeping a copy of the raw bytes (once they have been relayed). */

@@ -2,16 +2,20 @@ import { createRequire } from "node:module";
 import type { Agent as UndiciAgent, Dispatcher } from "undici";
 import type { GatewayConfig, Route } from "../config/types.js";
 import type { Abort } from "./abort.js";
+import { UpstreamBody, type BodyControls } from "./body.js";
 
-export type UpstreamResponse = Dispatcher.ResponseData;
+export interface UpstreamResponse {
+  readonly statusCode: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: UpstreamBody;
+}
 
 // Only undici's Agent: the package entry also loads fetch, WebSocket, cookies and
 // the rest (about 9 MB of memory per process that the gateway never uses).
-// The request API is added to Dispatcher.prototype by that entry, so it is called on the Agent here.
 const load = createRequire(import.meta.url);
 const Agent = load("undici/lib/dispatcher/agent.js") as typeof UndiciAgent;
 type Agent = UndiciAgent;
-const undiciRequest = load("undici/lib/api/api-request.js") as (this: Dispatcher, options: Dispatcher.RequestOptions) => Promise<UpstreamResponse>;
+const { parseHeaders } = load("undici/lib/core/util.js") as { parseHeaders(raw: Buffer[]): Record<string, string | string[]> };
 
 /**
  * Keep-alive connection pools, one per upstream origin (undici's Agent keeps a
@@ -74,44 +78,137 @@ export interface AttemptRequest {
  * AttemptTimeoutError when `timeoutMs` passes first, or with the network error.
  * After headers, the body stays tied to `signal`.
  */
-export async function sendAttempt(dispatcher: Dispatcher, request: AttemptRequest): Promise<UpstreamResponse> {
-  // A child signal: the timeout ends this attempt only, the request's signal ends everything.
-  const controller = request.signal.child();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort(new AttemptTimeoutError(request.timeoutMs));
-  }, request.timeoutMs);
-  try {
-    const response = await undiciRequest.call(dispatcher, {
-      origin: request.origin,
-      path: request.path,
-      method: request.method,
-      headers: request.headers,
-      body: request.body,
-      signal: controller as unknown as AbortSignal,
-      bodyTimeout: request.idleMs,
-    });
-    // The link to the request's signal must not outlive the body.
-    response.body.once("close", controller.dispose);
-    return response;
-  } catch (error) {
-    controller.dispose();
-    if (timedOut) throw controller.reason;
-    throw error;
-  } finally {
-    clearTimeout(timer);
+export function sendAttempt(dispatcher: Dispatcher, request: AttemptRequest): Promise<UpstreamResponse> {
+  return new Promise((resolve, reject) => {
+    const handler = new AttemptHandler(resolve, reject, request.signal, request.timeoutMs);
+    if (handler.done) return;
+    dispatcher.dispatch(
+      {
+        origin: request.origin,
+        path: request.path,
+        method: request.method,
+        headers: request.headers,
+        body: request.body,
+        bodyTimeout: request.idleMs,
+      },
+      handler,
+    );
+  });
+}
+
+/**
+ * undici's dispatch handler for one attempt, on its native callback API: no
+ * Readable and no promise per chunk. Until response headers, the attempt's
+ * timer and the request's signal reject at once, even while the request still
+ * waits for a pooled connection; after them, the signal destroys the body.
+ */
+class AttemptHandler implements Dispatcher.DispatchHandler, BodyControls {
+  private abortUpstream: ((error?: Error) => void) | undefined;
+  /** Why the attempt ended before undici handed over its abort function. */
+  private reason: Error | undefined;
+  private body: UpstreamBody | undefined;
+  /** The promise is settled (headers came, or the attempt failed before them). */
+  done = false;
+  private resumeUpstream: (() => void) | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly onAbort: () => void;
+
+  constructor(
+    private readonly resolve: (response: UpstreamResponse) => void,
+    private readonly reject: (error: unknown) => void,
+    private readonly signal: Abort,
+    timeoutMs: number,
+  ) {
+    this.onAbort = () => this.cancel(toError(signal.reason));
+    if (signal.aborted) {
+      this.cancel(toError(signal.reason));
+      return;
+    }
+    signal.addEventListener("abort", this.onAbort);
+    this.timer = setTimeout(timeOut, timeoutMs, this, timeoutMs);
+  }
+
+  /** Ends the attempt: before headers, the promise rejects; after them, the body fails. */
+  cancel(error: Error): void {
+    if (this.body) {
+      this.body.destroy(error);
+      return;
+    }
+    if (this.done) return;
+    this.abort(error);
+    this.settle();
+    this.reject(error);
+  }
+
+  // BodyControls: what the body asks of the request.
+  resume(): void {
+    this.resumeUpstream?.();
+  }
+
+  abort(error: Error): void {
+    this.release();
+    if (this.abortUpstream) this.abortUpstream(error);
+    else this.reason ??= error;
+  }
+
+  // undici's handler API.
+  onConnect(abort: (error?: Error) => void): void {
+    if (this.reason) {
+      abort(this.reason);
+      return;
+    }
+    this.abortUpstream = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    if (statusCode < 200) return true; // 1xx: the answer is still to come
+    if (this.done) return false;
+    this.settle();
+    this.resumeUpstream = resume;
+    const body = new UpstreamBody(this);
+    this.body = body;
+    this.resolve({ statusCode, headers: parseHeaders(rawHeaders), body });
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.body ? this.body.push(chunk) : false;
+  }
+
+  onComplete(): void {
+    this.release();
+    this.body?.finish();
+  }
+
+  onError(error: Error): void {
+    this.release();
+    if (this.body) this.body.fail(error);
+    else if (!this.done) {
+      this.settle();
+      this.reject(error);
+    }
+  }
+
+  private settle(): void {
+    this.done = true;
+    clearTimeout(this.timer);
+  }
+
+  /** The request's signal must not hold on to a finished attempt. */
+  private release(): void {
+    this.signal.removeEventListener("abort", this.onAbort);
   }
 }
 
-const ignore = () => undefined;
+function timeOut(handler: AttemptHandler, ms: number): void {
+  handler.cancel(new AttemptTimeoutError(ms));
+}
 
-/**
- * Cuts an upstream body the gateway no longer wants. undici reports a body
- * destroyed before its end as an 'error'; with no listener that would be an
- * uncaught exception, so one is attached first.
- */
-export function abandon(body: { on(event: "error", listener: (error: Error) => void): unknown; destroy(): unknown; destroyed?: boolean }): void {
-  body.on("error", ignore);
-  if (!body.destroyed) body.destroy();
+function toError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error("the request was aborted");
+}
+
+/** Cuts an upstream body the gateway no longer wants. */
+export function abandon(body: UpstreamBody): void {
+  body.destroy();
 }

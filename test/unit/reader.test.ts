@@ -1,6 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { PassThrough, Readable } from "node:stream";
+import { FakeUpstream } from "../helpers/fake-body.js";
 import { EventReader, StreamTimeoutError } from "../../src/stream/reader.js";
 
 const b = (text: string) => Buffer.from(text, "utf8");
@@ -20,8 +20,8 @@ async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<{ value
 
 describe("EventReader: events", () => {
   test("next() returns events in order, then null at the end", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     body.write(b("data: 1\n\n: ping\n\n"));
     body.write(b("event: x\ndata: 2\n\ndata: 3\n"));
     body.end(b("\n"));
@@ -32,8 +32,8 @@ describe("EventReader: events", () => {
   });
 
   test("an unterminated last event is delivered at the end", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     body.end(b("data: 1\n\ndata: tail"));
     assert.equal((await reader.next(1000))?.data, "1");
     const last = await reader.next(1000);
@@ -43,23 +43,26 @@ describe("EventReader: events", () => {
   });
 
   test("events written after next() was called are delivered (next waits for them)", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     const pending = reader.next(1000);
     setImmediate(() => body.write(b("data: later\n\n")));
     assert.equal((await pending)?.data, "later");
   });
 
-  test("works with a plain Readable (Readable.from)", async () => {
-    const reader = new EventReader(Readable.from([b("data: a\n"), b("\ndata: b\n\n")]));
+  test("events split across chunks, the body ended before the first next()", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    body.write(b("data: a\n"));
+    body.end(b("\ndata: b\n\n"));
     assert.equal((await reader.next(1000))?.data, "a");
     assert.equal((await reader.next(1000))?.data, "b");
     assert.equal(await reader.next(1000), null);
   });
 
   test("an empty body ends with null", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     body.end();
     assert.equal(await reader.next(1000), null);
   });
@@ -67,16 +70,16 @@ describe("EventReader: events", () => {
 
 describe("EventReader: errors", () => {
   test("a body error rejects a pending next()", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     const pending = reader.next(1000);
     setImmediate(() => body.destroy(new Error("socket hang up")));
     await assert.rejects(pending, /socket hang up/);
   });
 
   test("a body error after some events rejects the next next()", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     body.write(b("data: 1\n\n"));
     assert.equal((await reader.next(1000))?.data, "1");
     body.destroy(new Error("cut"));
@@ -85,8 +88,8 @@ describe("EventReader: errors", () => {
   });
 
   test("a body error while next() has no timeout still rejects", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     const pending = reader.next(undefined);
     body.write(b("data: {\"partial"));
     setTimeout(() => body.destroy(new Error("reset")), 5);
@@ -96,8 +99,8 @@ describe("EventReader: errors", () => {
 
 describe("EventReader: timeouts act on events, not bytes", () => {
   test("first_token: bytes of a partial event trickle in, no event completes → StreamTimeoutError", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     const trickle = setInterval(() => body.write(b('data: {"choices":[{"delta":{"content":"x')), 10);
     const started = Date.now();
     try {
@@ -118,8 +121,8 @@ describe("EventReader: timeouts act on events, not bytes", () => {
   });
 
   test("idle (the default): after an event, a trickle without a complete event times out", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     body.write(b("data: 1\n\n"));
     assert.equal((await reader.next(1000))?.data, "1");
     const trickle = setInterval(() => body.write(b("data: more")), 10);
@@ -131,13 +134,13 @@ describe("EventReader: timeouts act on events, not bytes", () => {
   });
 
   test("a silent body times out too", async () => {
-    const reader = new EventReader(new PassThrough());
+    const reader = new EventReader(new FakeUpstream().body);
     await assert.rejects(reader.next(30, "first_token"), (error: unknown) => error instanceof StreamTimeoutError && error.what === "first_token");
   });
 
   test("bytes read before a timeout are not lost: the event completes on a later next()", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     body.write(b("data: hel"));
     await assert.rejects(reader.next(30), StreamTimeoutError);
     body.write(b("lo\n\n"));
@@ -147,8 +150,8 @@ describe("EventReader: timeouts act on events, not bytes", () => {
   });
 
   test("an event that comes before the timeout is returned, and the next call gets its own full timeout", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     setTimeout(() => body.write(b("data: ok\n\n")), 5);
     assert.equal((await reader.next(200, "first_token"))?.data, "ok");
     setTimeout(() => body.write(b("data: two\n\n")), 40);
@@ -158,8 +161,8 @@ describe("EventReader: timeouts act on events, not bytes", () => {
 
 describe("EventReader: backpressure", () => {
   test("the body is paused before the first next(), and nothing is read", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     body.write(b("data: 1\n\n"));
     await new Promise((resolve) => setImmediate(resolve));
     assert.ok(body.isPaused());
@@ -167,8 +170,8 @@ describe("EventReader: backpressure", () => {
   });
 
   test("read-ahead is bounded: the body is paused once 32 events are queued", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     for (let i = 0; i < 100; i++) body.write(b(`data: ${i}\n\n`));
     assert.equal((await reader.next(1000))?.data, "0");
     for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
@@ -180,8 +183,8 @@ describe("EventReader: backpressure", () => {
   });
 
   test("an upstream writer sees backpressure when the consumer does not read", async () => {
-    const body = new PassThrough({ highWaterMark: 64 });
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream({ highWaterMark: 64 });
+    const reader = new EventReader(body.body, { record: true });
     body.write(b("data: first\n\n"));
     assert.equal((await reader.next(1000))?.data, "first");
     let accepted = 0;
@@ -194,8 +197,8 @@ describe("EventReader: backpressure", () => {
 
 describe("EventReader: held bytes and destroy", () => {
   test("held keeps every raw byte read, in order, until stopRecording()", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     const chunks = [b(": hi\n\ndata: 1"), b("\n\n"), b("data: é\n\n")];
     for (const chunk of chunks) body.write(chunk);
     assert.equal((await reader.next(1000))?.data, undefined);
@@ -209,16 +212,16 @@ describe("EventReader: held bytes and destroy", () => {
     assert.equal(reader.held.length, 0, "nothing recorded after stopRecording()");
   });
 
-  test("destroy() destroys the body", () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+  test("destroy() aborts the upstream request", () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     reader.destroy();
     assert.ok(body.destroyed);
   });
 
   test("destroy() while next() is pending settles it promptly (no hang until the timeout)", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     body.write(b("data: 1\n\n"));
     assert.equal((await reader.next(1000))?.data, "1");
     const pending = reader.next(undefined);
@@ -228,8 +231,8 @@ describe("EventReader: held bytes and destroy", () => {
   });
 
   test("a body closed without end or error (destroyed elsewhere) settles a pending next()", async () => {
-    const body = new PassThrough();
-    const reader = new EventReader(body, { record: true });
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body, { record: true });
     const pending = reader.next(undefined);
     setImmediate(() => body.destroy());
     const outcome = await settleWithin(pending, 300);
