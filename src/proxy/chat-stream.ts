@@ -109,6 +109,40 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   // The client leaving ends the upstream stream at once.
   const onClose = () => reader.destroy();
   res.on("close", onClose);
+  const resumeReader = () => reader.resume?.();
+  /** Writes without waiting: a client that is not reading holds the upstream until it drains. */
+  const send = (data: Buffer | string | undefined): boolean => {
+    if (data !== undefined && data.length > 0 && !res.write(data)) {
+      reader.pause?.();
+      res.once("drain", resumeReader);
+    }
+    return true;
+  };
+  /**
+   * The steady state, run synchronously as events are parsed: a well-formed
+   * chunk is recorded and relayed. Anything else (the end, an error event, the
+   * client gone) is left to the loop below.
+   */
+  const directStep = (event: SseEvent): boolean => {
+    if (res.destroyed) return false;
+    const data = event.data;
+    if (data === undefined) return send(output.other(event.raw));
+    let chunk: unknown;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      if (data.trim() === "[DONE]") return false;
+      malformed++; // dropped, never relayed
+      return true;
+    }
+    if (!chunk || typeof chunk !== "object" || Array.isArray(chunk)) {
+      malformed++;
+      return true;
+    }
+    if ((chunk as { error?: unknown }).error) return false;
+    transcript.apply(chunk as Record<string, unknown>);
+    return send(output.chunk(chunk as Record<string, unknown>, event.raw));
+  };
 
   try {
     for (const event of stream.held) if (!(await write(heldBytes(event, output)))) return;
@@ -116,6 +150,10 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
     // Idle is measured between data events: keep-alive comments do not hide a stalled answer.
     let lastData = performance.now();
     for (;;) {
+      if (mode.kind === "direct" && reader.pump) {
+        lastData = await reader.pump(directStep, options.idleMs(candidate), lastData);
+        if (res.destroyed) return;
+      }
       let failure: string | undefined;
       let event: SseEvent | null = null;
       try {

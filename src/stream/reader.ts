@@ -18,8 +18,15 @@ export class StreamTimeoutError extends Error {
  * trickles half events still times out (callers that should not count
  * comments as activity measure from their last data event).
  */
+/** A synchronous consumer for `pump`: takes an event (true), or leaves it queued and ends the pump (false). */
+export type EventStep = (event: SseEvent) => boolean;
+
 export class EventReader implements BodySink {
   private readonly parser = new SseParser();
+  private pumping: { readonly step: EventStep; readonly resolve: (lastDataAt: number) => void } | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idleMs = 0;
+  private lastDataAt = 0;
   private readonly queue: SseEvent[] = [];
   private ended = false;
   private failure: Error | undefined;
@@ -40,7 +47,20 @@ export class EventReader implements BodySink {
   onData(chunk: Buffer): void {
     if (this.record) this.held.push(chunk);
     const events = this.parser.push(chunk);
-    if (events.length > 0) {
+    const pumping = this.pumping;
+    if (pumping !== undefined && events.length > 0) {
+      let i = 0;
+      for (; i < events.length; i++) {
+        const event = events[i] as SseEvent;
+        if (event.data !== undefined) this.lastDataAt = performance.now();
+        if (!pumping.step(event)) break;
+        // The step may have ended the pump (the client left and the reader was destroyed).
+        if (this.pumping !== pumping) return;
+      }
+      if (i === events.length) return;
+      for (; i < events.length; i++) this.queue.push(events[i] as SseEvent);
+      this.stopPump();
+    } else if (events.length > 0) {
       for (const event of events) this.queue.push(event);
       // Backpressure without a pause per event: stop reading only once a backlog builds up.
       if (this.queue.length >= MAX_QUEUED) this.body.pause();
@@ -51,13 +71,66 @@ export class EventReader implements BodySink {
   onEnd(): void {
     this.queue.push(...this.parser.end());
     this.ended = true;
+    this.stopPump();
     this.wake?.();
   }
 
   /** The body failed, or was destroyed before its end (the gateway cut it): a waiting next() must not wait for a timeout. */
   onError(error: Error): void {
     this.failure = error;
+    this.stopPump();
     this.wake?.();
+  }
+
+  /**
+   * Hands events to `step` synchronously as they are parsed, with no promise
+   * or timer per event (the relay's steady state), until `step` leaves one
+   * (it stays queued for next()), the body ends or fails, or no data event
+   * comes for `idleMs` after `since` or the last one (a timed-out pump just
+   * ends: next() then reports the timeout). Resolves with the time of the
+   * last data event, for the caller's idle accounting.
+   */
+  pump(step: EventStep, idleMs: number, since: number): Promise<number> {
+    while (this.queue.length > 0) {
+      const event = this.queue[0] as SseEvent;
+      if (event.data !== undefined) since = performance.now();
+      if (!step(event)) return Promise.resolve(since);
+      this.queue.shift();
+    }
+    if (this.failure || this.ended) return Promise.resolve(since);
+    return new Promise((resolve) => {
+      this.pumping = { step, resolve };
+      this.idleMs = idleMs;
+      this.lastDataAt = since;
+      this.idleTimer = setTimeout(checkIdle, Math.max(1, since + idleMs - performance.now()), this);
+      if (this.body.isPaused()) this.body.resume();
+    });
+  }
+
+  /** Holds the upstream (the client is not reading): it does not count as silence. */
+  pause(): void {
+    this.body.pause();
+  }
+
+  resume(): void {
+    this.lastDataAt = Math.max(this.lastDataAt, performance.now());
+    this.body.resume();
+  }
+
+  /** @internal the idle timer of a pump: re-armed for what is left, or the pump ends. */
+  checkIdle(): void {
+    if (this.pumping === undefined) return;
+    const left = this.body.isPaused() ? this.idleMs : this.lastDataAt + this.idleMs - performance.now();
+    if (left > 0) this.idleTimer = setTimeout(checkIdle, left, this);
+    else this.stopPump();
+  }
+
+  private stopPump(): void {
+    const pumping = this.pumping;
+    if (pumping === undefined) return;
+    this.pumping = undefined;
+    clearTimeout(this.idleTimer);
+    pumping.resolve(this.lastDataAt);
   }
 
   /** Stops keeping a copy of the raw bytes (once they have been relayed). */
@@ -104,4 +177,8 @@ export class EventReader implements BodySink {
   destroy(): void {
     this.body.destroy();
   }
+}
+
+function checkIdle(reader: EventReader): void {
+  reader.checkIdle();
 }

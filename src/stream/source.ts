@@ -6,6 +6,11 @@ export interface EventSource {
   next(timeoutMs: number | undefined, what?: "first_token" | "idle"): Promise<SseEvent | null>;
   /** Stops reading and releases the upstream request. */
   destroy(): void;
+  /** Synchronous delivery for a relay's steady state (see EventReader.pump); sources without it are read with next(). */
+  pump?(step: (event: SseEvent) => boolean, idleMs: number, since: number): Promise<number>;
+  /** Holds the upstream while the client is not reading (used by a pump's step). */
+  pause?(): void;
+  resume?(): void;
 }
 
 /** Turns one upstream event (its name and parsed data) into the events of another API. */

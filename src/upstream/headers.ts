@@ -21,7 +21,8 @@ const REQUEST_DROP = new Set(["host", "content-length", "expect", "forwarded", "
 const CLIENT_CREDENTIALS = ["authorization", "x-api-key", "api-key"];
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
-  if (!value) return undefined;
+  // The usual values name no header beyond the hop-by-hop ones, which are always dropped.
+  if (!value || value === "keep-alive" || value === "close" || value === "Keep-Alive") return undefined;
   const tokens = new Set<string>();
   for (const part of Array.isArray(value) ? value : [value]) {
     for (const token of part.split(",")) {
@@ -38,29 +39,51 @@ export interface UpstreamHeaderOptions {
   identityEncoding: boolean;
 }
 
+/** What a route does to the client's headers, worked out once per route. */
+interface RouteHeaderPlan {
+  /** Client headers never forwarded to this route. */
+  readonly skip: ReadonlySet<string>;
+  /** Anthropic's version and beta headers mean nothing to an OpenAI upstream (and some reject unknown ones). */
+  readonly dropAnthropic: boolean;
+  /** The route's own headers and credential, set after the client's. */
+  readonly fixed: readonly (readonly [string, string])[];
+}
+
+const plans = new WeakMap<Route, RouteHeaderPlan>();
+
+function planFor(route: Route): RouteHeaderPlan {
+  let plan = plans.get(route);
+  if (plan) return plan;
+  const skip = new Set([...HOP_BY_HOP, ...REQUEST_DROP]);
+  const forwardCredentials = route.apiKey === "" && (route.authHeader === "authorization" || (route.api === "anthropic" && route.authHeader === "x-api-key"));
+  if (!forwardCredentials) {
+    for (const key of CLIENT_CREDENTIALS) skip.add(key);
+    skip.add(route.authHeader);
+  }
+  const fixed: [string, string][] = Object.entries(route.headers);
+  if (route.apiKey) fixed.push([route.authHeader, route.authPrefix + route.apiKey]);
+  for (const [key] of fixed) skip.add(key);
+  plan = { skip, dropAnthropic: route.api === "openai", fixed };
+  plans.set(route, plan);
+  return plan;
+}
+
 /**
  * Headers for one upstream attempt. The route's credential replaces whatever the
  * client sent (clients such as OpenClaw send a placeholder key); the client's own
  * credential reaches only routes that have no key and use the standard header.
  */
 export function buildUpstreamHeaders(client: IncomingHttpHeaders, route: Route, options: UpstreamHeaderOptions): Record<string, string | string[]> {
+  const plan = planFor(route);
   const out: Record<string, string | string[]> = {};
   const named = connectionTokens(client.connection);
-  const forwardCredentials = route.apiKey === "" && (route.authHeader === "authorization" || (route.api === "anthropic" && route.authHeader === "x-api-key"));
-  const openai = route.api === "openai";
   for (const key in client) {
     const value = client[key];
-    if (value === undefined || HOP_BY_HOP.has(key) || REQUEST_DROP.has(key) || named?.has(key)) continue;
-    // Anthropic's version and beta headers mean nothing to an OpenAI upstream (and some reject unknown ones).
-    if (openai && key.startsWith("anthropic-")) continue;
+    if (value === undefined || plan.skip.has(key) || named?.has(key)) continue;
+    if (plan.dropAnthropic && key.startsWith("anthropic-")) continue;
     out[key] = value;
   }
-  if (!forwardCredentials) {
-    for (const key of CLIENT_CREDENTIALS) delete out[key];
-    delete out[route.authHeader];
-  }
-  for (const key in route.headers) out[key] = route.headers[key] as string;
-  if (route.apiKey) out[route.authHeader] = route.authPrefix + route.apiKey;
+  for (const [key, value] of plan.fixed) out[key] = value;
   if (options.identityEncoding) out["accept-encoding"] = "identity";
   if (options.bodyLength !== undefined) out["content-length"] = String(options.bodyLength);
   return out;
