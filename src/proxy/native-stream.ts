@@ -116,7 +116,8 @@ export async function relayStream(
     if (event.data === undefined) return;
     // Only the last event decides whether an end is clean; parse just the ones that could say so.
     if (protocol.name === "sse") return;
-    const payload = parseObject(event.data);
+    // Both protocols say it in the event's name or its `type`, which leads the data as providers write it: no parse needed.
+    const payload = event.event !== undefined && protocol.name === "anthropic" ? NO_PAYLOAD : typeOnly(event.data) ?? parseObject(event.data);
     complete = payload ? protocol.terminal(event.event, payload) : complete;
   };
   const onClose = () => reader.destroy();
@@ -135,16 +136,32 @@ export async function relayStream(
     });
     return !res.destroyed;
   };
+  const resumeReader = () => reader.resume?.();
+  // The steady state, synchronous from the upstream's data callback: note the event, relay its bytes.
+  const step = (event: SseEvent): boolean => {
+    if (res.destroyed) return false;
+    note(event);
+    if (!res.write(event.raw)) {
+      reader.pause?.();
+      res.once("drain", resumeReader);
+    }
+    return true;
+  };
   try {
     for (const event of stream.held) {
       note(event);
       if (!(await write(event.raw))) return;
     }
+    let lastEvent = performance.now();
     for (;;) {
+      if (reader.pump) {
+        lastEvent = await reader.pump(step, stream.idleMs, lastEvent, true);
+        if (res.destroyed) return;
+      }
       let failure: string | undefined;
       let event: SseEvent | null = null;
       try {
-        event = await reader.next(stream.idleMs);
+        event = await reader.next(Math.max(1, stream.idleMs - (performance.now() - lastEvent)));
       } catch (error) {
         failure = error instanceof StreamTimeoutError ? error.message : `the upstream stream failed: ${(error as Error).message}`;
       }
@@ -169,6 +186,18 @@ export async function relayStream(
   } finally {
     res.off("close", onClose);
   }
+}
+
+const NO_PAYLOAD: Record<string, unknown> = {};
+const TYPE_PREFIX = '{"type":"';
+
+/** `{type}` from data that opens with a plain `"type"` string, or undefined (then it is parsed). */
+function typeOnly(data: string): Record<string, unknown> | undefined {
+  if (!data.startsWith(TYPE_PREFIX)) return undefined;
+  const end = data.indexOf('"', TYPE_PREFIX.length);
+  if (end < 0) return undefined;
+  const type = data.slice(TYPE_PREFIX.length, end);
+  return type.includes("\\") ? undefined : { type };
 }
 
 function parseObject(data: string): Record<string, unknown> | undefined {

@@ -23,7 +23,7 @@ export type EventStep = (event: SseEvent) => boolean;
 
 export class EventReader implements BodySink {
   private readonly parser = new SseParser();
-  private pumping: { readonly step: EventStep; readonly resolve: (lastDataAt: number) => void } | undefined;
+  private pumping: { readonly step: EventStep; readonly resolve: (lastDataAt: number) => void; readonly anyEvent: boolean } | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private idleMs = 0;
   private lastDataAt = 0;
@@ -52,7 +52,7 @@ export class EventReader implements BodySink {
       let i = 0;
       for (; i < events.length; i++) {
         const event = events[i] as SseEvent;
-        if (event.data !== undefined) this.lastDataAt = performance.now();
+        if (pumping.anyEvent || event.data !== undefined) this.lastDataAt = performance.now();
         if (!pumping.step(event)) break;
         // The step may have ended the pump (the client left and the reader was destroyed).
         if (this.pumping !== pumping) return;
@@ -86,20 +86,21 @@ export class EventReader implements BodySink {
    * Hands events to `step` synchronously as they are parsed, with no promise
    * or timer per event (the relay's steady state), until `step` leaves one
    * (it stays queued for next()), the body ends or fails, or no data event
-   * comes for `idleMs` after `since` or the last one (a timed-out pump just
-   * ends: next() then reports the timeout). Resolves with the time of the
-   * last data event, for the caller's idle accounting.
+   * comes for `idleMs` after `since` or the last one (any event, comments
+   * included, with `anyEvent`; a timed-out pump just ends: next() then
+   * reports the timeout). Resolves with the time of the last event counted,
+   * for the caller's idle accounting.
    */
-  pump(step: EventStep, idleMs: number, since: number): Promise<number> {
+  pump(step: EventStep, idleMs: number, since: number, anyEvent = false): Promise<number> {
     while (this.queue.length > 0) {
       const event = this.queue[0] as SseEvent;
-      if (event.data !== undefined) since = performance.now();
+      if (anyEvent || event.data !== undefined) since = performance.now();
       if (!step(event)) return Promise.resolve(since);
       this.queue.shift();
     }
     if (this.failure || this.ended) return Promise.resolve(since);
     return new Promise((resolve) => {
-      this.pumping = { step, resolve };
+      this.pumping = { step, resolve, anyEvent };
       this.idleMs = idleMs;
       this.lastDataAt = since;
       this.idleTimer = setTimeout(checkIdle, Math.max(1, since + idleMs - performance.now()), this);

@@ -7,7 +7,7 @@ export interface EventSource {
   /** Stops reading and releases the upstream request. */
   destroy(): void;
   /** Synchronous delivery for a relay's steady state (see EventReader.pump); sources without it are read with next(). */
-  pump?(step: (event: SseEvent) => boolean, idleMs: number, since: number): Promise<number>;
+  pump?(step: (event: SseEvent) => boolean, idleMs: number, since: number, anyEvent?: boolean): Promise<number>;
   /** Holds the upstream while the client is not reading (used by a pump's step). */
   pause?(): void;
   resume?(): void;

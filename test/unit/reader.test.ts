@@ -239,3 +239,93 @@ describe("EventReader: held bytes and destroy", () => {
     assert.notEqual(outcome, "pending", "a premature close must end the wait (as a rejection, or null that callers treat as a cut)");
   });
 });
+
+describe("EventReader: pump (the relay's synchronous steady state)", () => {
+  test("events reach the step as their bytes arrive, with no await in between; a refused event stays for next()", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    const seen: string[] = [];
+    const pumped = reader.pump((event) => {
+      if (event.data === "stop") return false;
+      seen.push(event.data ?? "<comment>");
+      return true;
+    }, 1000, performance.now());
+    body.write(b("data: 1\n\n: ping\n\n"));
+    assert.deepEqual(seen, ["1", "<comment>"], "delivered synchronously from the write");
+    body.write(b("data: 2\n\ndata: stop\n\ndata: 3\n\n"));
+    assert.deepEqual(seen, ["1", "<comment>", "2"]);
+    await pumped;
+    assert.equal((await reader.next(1000))?.data, "stop", "the refused event is next");
+    assert.equal((await reader.next(1000))?.data, "3", "and the rest follows in order");
+  });
+
+  test("events queued before the pump are handed over first", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    body.write(b("data: 1\n\ndata: 2\n\n"));
+    assert.equal((await reader.next(1000))?.data, "1");
+    const seen: string[] = [];
+    const pumped = reader.pump((event) => (seen.push(event.data as string), true), 1000, performance.now());
+    body.end(b("data: 3\n\n"));
+    await pumped;
+    assert.deepEqual(seen, ["2", "3"]);
+    assert.equal(await reader.next(1000), null, "the end is left to next()");
+  });
+
+  test("the pump ends when no data event comes within idleMs (comments do not count), and next() reports the timeout", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    const since = performance.now();
+    const trickle = setInterval(() => body.write(b(": keep-alive\n\n")), 5);
+    let last: number;
+    try {
+      last = await reader.pump(() => true, 40, since);
+    } finally {
+      clearInterval(trickle);
+    }
+    assert.ok(performance.now() - since >= 39, "not before idleMs");
+    assert.equal(last, since, "no data event came");
+    await assert.rejects(reader.next(1), StreamTimeoutError);
+  });
+
+  test("with anyEvent, comments keep the pump alive", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    let comments = 0;
+    const trickle = setInterval(() => body.write(b(": keep-alive\n\n")), 5);
+    const pumped = reader.pump(() => ++comments < 30 || false, 40, performance.now(), true);
+    await pumped;
+    clearInterval(trickle);
+    assert.equal(comments, 30, "ended by the step (about 150 ms of comments), not by the 40 ms idle bound");
+  });
+
+  test("a paused pump (the client is not reading) holds the upstream, and the wait is not silence", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    const seen: string[] = [];
+    const pumped = reader.pump((event) => {
+      seen.push(event.data as string);
+      if (event.data === "1") reader.pause();
+      return true;
+    }, 30, performance.now());
+    body.write(b("data: 1\n\n"));
+    body.write(b("data: 2\n\n"));
+    assert.deepEqual(seen, ["1"], "held after the first");
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    assert.deepEqual(seen, ["1"], "still held, and not timed out");
+    reader.resume();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(seen, ["1", "2"]);
+    body.end();
+    await pumped;
+  });
+
+  test("a body failure ends the pump; next() rejects with it", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    const pumped = reader.pump(() => true, 1000, performance.now());
+    body.destroy(new Error("reset"));
+    await pumped;
+    await assert.rejects(reader.next(1000), /reset/);
+  });
+});
