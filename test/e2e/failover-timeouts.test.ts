@@ -9,7 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ask, askError, assertOpenAIError, failoverGateway, modelHealth, within } from "../helpers/faults.js";
+import { ask, askError, assertOpenAIError, failoverGateway, modelHealth, useFaults, within } from "../helpers/faults.js";
+import { sdk, useGateway } from "../helpers/sdk.js";
 
 const T = { timeout: 30_000 };
 const TOL = 5;
@@ -188,5 +189,51 @@ describe("the request's deadline", () => {
       await within(upstream.requests[0]!.ended, 2_000, `${upstream.name}'s request closing`);
       assert.equal(upstream.requests[0]!.aborted, true);
     }
+  });
+});
+
+describe("a request waiting for a pooled connection", () => {
+  test("times out on its own bound and fails over, instead of waiting for the connection to free up", T, async (t) => {
+    // One connection to the busy upstream: a first request holds it (its upstream hangs, its route waits 5 s);
+    // a second request for another model there is queued behind it, and must fail over after its own 300 ms.
+    const busy = await useFaults(t, "busy");
+    const spare = await useFaults(t, "spare");
+    busy.otherwise({ kind: "hang" });
+    const gw = await useGateway(
+      t,
+      `routes:
+  - name: holder
+    url: ${busy.origin}/v1
+    isBaseUrl: true
+    model: model-holder
+    timeouts:
+      headersMs: 5000
+  - name: queued
+    url: ${busy.origin}/v1
+    isBaseUrl: true
+    model: model-queued
+    timeouts:
+      headersMs: 300
+    fallbacks: [model-spare]
+  - name: spare
+    url: ${spare.origin}/v1
+    isBaseUrl: true
+    model: model-spare
+`,
+      { UPSTREAM_MAX_CONNECTIONS: "1" },
+    );
+    const client = sdk(gw);
+    const holder = askError(client, "model-holder", { stream: false });
+    await busy.waitForRequests(1, 2_000);
+
+    const answer = await ask(client, "model-queued", { stream: false });
+
+    assert.equal(answer.text, spare.text);
+    assert.ok(answer.elapsed >= 300 - TOL && answer.elapsed < 300 + SLACK_MS, `took ${answer.elapsed} ms (the held connection frees up after 5 s)`);
+    assert.equal(busy.count, 1, "the queued attempt never reached the busy upstream");
+    assert.equal(answer.headers.get("x-gateway-model-used"), "model-spare");
+    assert.equal(answer.notice?.reason, "timeout");
+    const held = await holder;
+    assertOpenAIError(held.error, 504, "upstream_timeout", "timeout_error");
   });
 });
