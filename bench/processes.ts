@@ -233,6 +233,37 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayProc
   return { child, pid: child.pid!, origin, routesFile, dir, output };
 }
 
+const LEAN_PROXY_SCRIPT = fileURLToPath(new URL("./lean-proxy.js", import.meta.url));
+
+export interface LeanProxyProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly origin: string;
+  output(): string;
+}
+
+/** Starts the lean Node reverse proxy (bench/lean-proxy.ts), the `node` target; resolves once it listens. */
+export async function startLeanProxy(mock: { origin: string; busyOrigin: string }, timeoutMs = 10_000): Promise<LeanProxyProcess> {
+  const child = track(spawn(process.execPath, [LEAN_PROXY_SCRIPT, "--upstream", mock.origin, "--busy", mock.busyOrigin, "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] }));
+  const output = tail(child);
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the lean Node proxy did not start within ${timeoutMs} ms\n${output()}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      const match = /listening (\d+)/.exec(chunk.toString());
+      if (!match) return;
+      clearTimeout(timer);
+      child.stdout?.off("data", onData);
+      resolve(Number(match[1]));
+    };
+    child.stdout?.on("data", onData);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`the lean Node proxy exited (${signal ?? code}) during start-up:\n${output()}`));
+    });
+  });
+  return { child, pid: child.pid!, origin: `http://127.0.0.1:${port}`, output };
+}
+
 // ---------------------------------------------------------------- /proc
 
 let clockTicks: number | undefined;

@@ -145,6 +145,18 @@ export function formatSummary(runs: readonly RunRecord[], idle: { startupKb: num
         (nginxAgent?.proxyCpuUsPerReq && nginxSmall?.proxyCpuUsPerReq ? `; nginx ${(nginxAgent.proxyCpuUsPerReq / nginxSmall.proxyCpuUsPerReq).toFixed(2)}×` : ""),
     );
   }
+  // The floor for Node: what the lean proxy costs, and how far above it the gateway is.
+  const floor: string[] = [];
+  for (const lean of runs.filter((r) => r.target === "node" && r.proxyCpuUsPerReq)) {
+    const gateway = find(runs, lean.scenario, "gateway");
+    const direct = find(runs, lean.scenario, "direct");
+    const added = (run: RunRecord | undefined) => (run && direct && lean.kind !== "held-streams" ? ` +${((run.load.latencyMs.p50 - direct.load.latencyMs.p50) * 1000).toFixed(0)} µs p50` : "");
+    floor.push(
+      `${lean.scenario} ${(lean.proxyCpuUsPerReq as number).toFixed(0)} µs${added(lean)}` +
+        (gateway?.proxyCpuUsPerReq ? ` (gateway ${(gateway.proxyCpuUsPerReq / (lean.proxyCpuUsPerReq as number)).toFixed(2)}× its CPU${added(gateway)})` : ""),
+    );
+  }
+  if (floor.length) lines.push(`lean Node proxy (bench/lean-proxy.ts, the floor for Node), CPU per request: ${floor.join("; ")}`);
   for (const run of runs.filter((r) => r.kind === "fallback" && r.target !== "direct")) {
     const perResponse = (n: number) => (run.load.requests ? (n / run.load.requests).toFixed(2) : "-");
     lines.push(
@@ -163,7 +175,7 @@ export function formatSummary(runs: readonly RunRecord[], idle: { startupKb: num
     const memory =
       run.target === "direct"
         ? ""
-        : `; ${run.target === "nginx" ? "nginx worker" : "gateway"} RSS ${mb(held.rssBeforeKb)} MB before, ${mb(held.rssAtMaxOpenKb)} MB ${while_} (max of ${held.samplesAtMaxOpen} samples), ${mb(held.rssMaxKb)} MB at most`;
+        : `; ${run.target === "nginx" ? "nginx worker" : run.target === "node" ? "lean Node proxy" : "gateway"} RSS ${mb(held.rssBeforeKb)} MB before, ${mb(held.rssAtMaxOpenKb)} MB ${while_} (max of ${held.samplesAtMaxOpen} samples), ${mb(held.rssMaxKb)} MB at most`;
     lines.push(`${run.scenario} ${run.target}: ${run.load.requests} streams complete, ${open}${memory}; ${held.closedConnections}/${held.streams} client connections closed at the end`);
   }
   if (idle.startupKb !== null) lines.push(`gateway RSS idle: ${mb(idle.startupKb)} MB after start-up, ${mb(idle.afterSanityKb)} MB after the sanity checks' few requests`);

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: the gateway's benchmark. See bench/README.md.
  *
- * Starts the mock upstream and the real gateway (and, with --compare, nginx),
+ * Starts the mock upstream and the real gateway (and, with --compare, the
+ * lean Node proxy and nginx),
  * each in its own process, checks that they answer correctly, then drives
  * every scenario once straight at the mock (direct) and once through each
  * proxy, and prints one table with the ratios, the issue-5 targets met or
@@ -24,8 +25,10 @@ import {
   startGateway,
   startMock,
   stopAll,
+  startLeanProxy,
   stopChild,
   type GatewayProcess,
+  type LeanProxyProcess,
   type MockProcess,
 } from "./processes.js";
 import {
@@ -54,8 +57,10 @@ const USAGE = `Usage: npm run bench -- [options]
                      and heap take a few seconds to settle, which would weigh on the first scenario
   --quick            smoke run: --duration 1 --warmup 0.3, held streams of 2 s instead of 4 s
   --scenario IDS     comma-separated scenario ids (default: all): ${SCENARIOS.map((s) => s.id).join(", ")}
-  --target NAMES     comma-separated targets (default: direct,gateway; nginx with --compare)
-  --compare          also run nginx as a reverse proxy (when installed), and print the ratios to it
+  --target NAMES     comma-separated targets: direct, gateway, node (the lean Node proxy), nginx
+                     (default: direct,gateway; node and nginx too with --compare)
+  --compare          also run the lean Node proxy (bench/lean-proxy.ts: the floor for Node) and
+                     nginx (when installed) as reverse proxies, and print the gateway's ratios to nginx
   --check            CI guard: exit 1 if a gateway run costs more than 3× the CPU per request of
                      bench/baseline.json, or any request failed; never on mere noise
   --update-baseline  write this run's gateway CPU per request to bench/baseline.json
@@ -125,7 +130,7 @@ function parseOptions(argv: string[]): Options | undefined {
   const targets = (list(values.target) ?? ["direct", "gateway"]) as TargetName[];
   const badTarget = targets.find((t) => !TARGET_NAMES.includes(t));
   if (badTarget) throw new Error(`unknown target: ${badTarget} (known: ${TARGET_NAMES.join(", ")})`);
-  if (values.compare && !targets.includes("nginx")) targets.push("nginx");
+  if (values.compare) for (const reference of ["node", "nginx"] as const) if (!targets.includes(reference)) targets.push(reference);
   // Always in the same order: direct first (the baseline), then the proxies.
   targets.sort((a, b) => TARGET_NAMES.indexOf(a) - TARGET_NAMES.indexOf(b));
 
@@ -297,6 +302,7 @@ async function main(options: Options): Promise<number> {
   const mock = await startMock({ slowIntervalMs: options.slowIntervalMs });
   let gateway: GatewayProcess | undefined;
   let nginx: NginxProcess | undefined;
+  let lean: LeanProxyProcess | undefined;
   const guardPids: number[] = [];
   const guardDirs: string[] = [];
   const launchGateway = async () => {
@@ -312,6 +318,11 @@ async function main(options: Options): Promise<number> {
     return launched;
   };
   if (options.targets.includes("gateway")) gateway = await launchGateway();
+  if (options.targets.includes("node")) {
+    lean = await startLeanProxy(mock);
+    guardPids.push(lean.pid);
+    mock.guard(guardPids, guardDirs);
+  }
   if (nginxBin) {
     try {
       nginx = await startNginx(nginxBin, mock);
@@ -328,12 +339,14 @@ async function main(options: Options): Promise<number> {
   log(
     `  mock upstream ${mock.origin} (busy port ${mock.busyOrigin}, pid ${mock.pid})` +
       (gateway ? `, gateway ${gateway.origin} (pid ${gateway.pid})` : "") +
+      (lean ? `, lean Node proxy ${lean.origin} (pid ${lean.pid})` : "") +
       (nginx ? `, nginx ${nginx.version} ${nginx.origin} (master ${nginx.masterPid}, worker ${nginx.workerPid})` : ""),
   );
 
   const targets: Target[] = options.targets.map((name) => {
     if (name === "gateway") return { name, origin: gateway!.origin, proxyPid: gateway!.pid };
     if (name === "nginx") return { name, origin: nginx!.origin, proxyPid: nginx!.workerPid };
+    if (name === "node") return { name, origin: lean!.origin, proxyPid: lean!.pid };
     return { name, origin: mock.origin, proxyPid: undefined };
   });
 
@@ -352,6 +365,13 @@ async function main(options: Options): Promise<number> {
     log(`warming the gateway up: ${options.gatewayWarmupSec} s of chat load, 50 connections (not measured)`);
     const warm = await runLoad({ origin: gatewayTarget.origin, request: chatRequest(false), connections: 50, durationSec: options.gatewayWarmupSec });
     if (failures(warm) > 0) throw new Error(`the gateway failed ${failures(warm)} requests while warming up (status codes ${JSON.stringify(warm.statusCodes)}):\n${gateway?.output() ?? ""}`);
+  }
+  // The lean Node proxy's JIT needs the same warm-up, or its first run would read several times its steady cost.
+  const leanTarget = targets.find((t) => t.name === "node");
+  if (leanTarget && options.gatewayWarmupSec > 0) {
+    log(`warming the lean Node proxy up: ${options.gatewayWarmupSec} s of chat load (not measured)`);
+    const warm = await runLoad({ origin: leanTarget.origin, request: chatRequest(false), connections: 50, durationSec: options.gatewayWarmupSec });
+    if (failures(warm) > 0) throw new Error(`the lean Node proxy failed ${failures(warm)} requests while warming up:\n${lean?.output() ?? ""}`);
   }
 
   const runs: RunRecord[] = [];

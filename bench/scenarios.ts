@@ -10,8 +10,8 @@ import type { LoadRequest } from "./load.js";
 import { MOCK_MODEL } from "./mock-upstream.js";
 
 /** Where a run sends its load. `direct` is the baseline the others are compared with. */
-export type TargetName = "direct" | "gateway" | "nginx";
-export const TARGET_NAMES: readonly TargetName[] = ["direct", "gateway", "nginx"];
+export type TargetName = "direct" | "gateway" | "node" | "nginx";
+export const TARGET_NAMES: readonly TargetName[] = ["direct", "gateway", "node", "nginx"];
 
 /**
  * How a scenario is driven and checked:
@@ -234,7 +234,8 @@ export function agentRequest(): LoadRequest {
 /**
  * Fallback: the gateway gets `busy-model`, whose route (the mock's busy port)
  * answers 429, and falls back to `bench-model`. nginx gets /fallback/…, where
- * `proxy_next_upstream http_429` does the same across the same two upstreams.
+ * `proxy_next_upstream http_429` does the same across the same two upstreams
+ * (and so does the lean Node proxy, the `node` target).
  * Direct is the answering upstream alone (what the request would cost without
  * the 429).
  */
@@ -255,7 +256,7 @@ export const SCENARIOS: readonly Scenario[] = [
     kind: "fallback",
     connections: 50,
     request: fallbackBody,
-    requests: { nginx: { ...fallbackBody, path: "/fallback/v1/chat/completions" } },
+    requests: { nginx: { ...fallbackBody, path: "/fallback/v1/chat/completions" }, node: { ...fallbackBody, path: "/fallback/v1/chat/completions" } },
   },
   // Last: it leaves a thousand idle upstream connections in the gateway's pool.
   {

@@ -34,6 +34,8 @@ export interface Attempted {
   readonly kind: ContentKind | undefined;
   /** Body bytes already read, to relay before the rest. */
   readonly pending: Collected | undefined;
+  /** The whole 2xx JSON body, parsed (undefined when not read whole, or not JSON), so that it is parsed once. */
+  readonly payload?: unknown;
   /** Undefined: a success. */
   readonly failure: FailureFacts | undefined;
   readonly reason: FailureReason | undefined;
@@ -119,15 +121,16 @@ export async function attempt(
     } catch (error) {
       return thrown(error, keyedRoute, latencyMs);
     }
+    let payload: unknown;
     if (pending.complete) {
-      const payload = parseJson(Buffer.concat(pending.chunks, pending.size));
+      payload = parseJson(Buffer.concat(pending.chunks, pending.size));
       const hidden = bodyStatus(payload, config.retryStatusCodes);
       if (hidden !== null) {
         const { codes, message } = errorFacts(payload);
         return { response, kind, pending, failure: facts({ status: hidden, codes, message, inRetrySet: true }), reason: "body_status", detail: message || undefined, latencyMs };
       }
     }
-    return { response, kind, pending, failure: undefined, reason: undefined, detail: undefined, latencyMs };
+    return { response, kind, pending, payload, failure: undefined, reason: undefined, detail: undefined, latencyMs };
   }
 
   const firstTokenBy = options.firstTokenBound ? started + Math.min(timeouts.firstTokenMs, remainingMs) : undefined;

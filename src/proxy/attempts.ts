@@ -243,6 +243,7 @@ export async function runAttempts(
         upstream: response,
         kind: last.kind as ContentKind,
         pending: last.pending,
+        payload: last.payload,
         gatewayHeaders,
         notice: outcome.switched ? buildNotice(switchedFrom, model, outcome.route ?? "") : undefined,
         method: request.method,

@@ -50,15 +50,16 @@ export function sseNotice(notice: GatewayNotice, mode: SseNoticeMode): Buffer | 
 /**
  * `body` (a JSON object) with a top-level `gateway_notice` added before its
  * closing brace; anything that is not an object is returned unchanged.
+ * `parsed`: the body already parsed by the caller, so it is not parsed twice.
  */
-export function jsonWithNotice(body: Buffer, notice: GatewayNotice): Buffer {
+export function jsonWithNotice(body: Buffer, notice: GatewayNotice, parsed?: unknown): Buffer {
   let end = body.length - 1;
   while (end >= 0 && isWs(body[end] as number)) end--;
   let start = 0;
   while (start < body.length && isWs(body[start] as number)) start++;
   if (body[start] !== 0x7b || body[end] !== 0x7d) return body;
   try {
-    const value: unknown = JSON.parse(body.toString("utf8"));
+    const value: unknown = parsed ?? JSON.parse(body.toString("utf8"));
     if (!value || typeof value !== "object" || Array.isArray(value)) return body;
     const empty = Object.keys(value).length === 0;
     const field = `${empty ? "" : ","}"gateway_notice":${JSON.stringify(notice)}`;

@@ -70,6 +70,8 @@ export interface Delivery {
   readonly kind: ContentKind;
   /** Body bytes already read from the upstream (for inspection), in order. */
   readonly pending: Collected | undefined;
+  /** Those bytes parsed, when they are the whole answer and JSON. */
+  readonly payload?: unknown;
   readonly gatewayHeaders: Record<string, string>;
   readonly notice: GatewayNotice | undefined;
   readonly method: string;
@@ -107,7 +109,7 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
         return;
       }
     }
-    if (pending.complete) replacement = jsonWithNotice(Buffer.concat(pending.chunks, pending.size), notice);
+    if (pending.complete) replacement = jsonWithNotice(Buffer.concat(pending.chunks, pending.size), notice, pending === delivery.pending ? delivery.payload : undefined);
   }
 
   const headers = relayResponseHeaders(upstream.headers, replacement !== undefined || prefix !== undefined || delivery.relayBody !== undefined);
@@ -153,9 +155,9 @@ async function deliverTranslated(res: ServerResponse, config: GatewayConfig, del
     return;
   }
   const text = Buffer.concat(pending.chunks, pending.size).toString("utf8");
-  let payload: unknown;
+  let payload: unknown = pending === delivery.pending ? delivery.payload : undefined;
   try {
-    payload = JSON.parse(text);
+    payload ??= JSON.parse(text);
   } catch {
     if (upstream.statusCode < 400) {
       sendError(res, 502, "invalid_upstream_answer", "The upstream's answer is not JSON, so it cannot be translated.", undefined, delivery.errorShape);
