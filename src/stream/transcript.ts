@@ -79,7 +79,8 @@ export class ChatTranscript {
           if (typeof fn.arguments === "string") tool.args += fn.arguments;
         }
       }
-      if (typeof raw.finish_reason === "string") state.finish = raw.finish_reason;
+      // Some servers send "" on every chunk where others send null.
+      if (typeof raw.finish_reason === "string" && raw.finish_reason !== "") state.finish = raw.finish_reason;
     }
   }
 
@@ -192,7 +193,7 @@ export class ReplayVerifier {
       }
       outDelta[key] = value;
     }
-    let finish = typeof raw.finish_reason === "string" ? raw.finish_reason : null;
+    let finish = typeof raw.finish_reason === "string" && raw.finish_reason !== "" ? raw.finish_reason : null;
     const emitsNew = Object.keys(outDelta).some((key) => key !== "role" && outDelta[key] !== undefined && outDelta[key] !== null && outDelta[key] !== "");
     // Nothing new may go out for a choice until everything already sent for it is reproduced, in every field.
     if ((emitsNew || finish !== null) && committed && !this.caughtUp(index, delta)) {

@@ -402,6 +402,81 @@ describe("ChatToMessagesStream: edge cases", () => {
     assert.equal(events.filter((e) => e.event === "content_block_start").length, 1);
   });
 
+  test('finish_reason "" on every chunk (as some servers send) is no finish: the text goes on', () => {
+    const events = run([chunk({ content: "Hello" }, ""), chunk({ content: " there" }, ""), chunk({}, "stop")]);
+    const text = events.flatMap((e) => (e.event === "content_block_delta" ? [(e.data.delta as Json).text] : [])).join("");
+    assert.equal(text, "Hello there");
+    assert.deepEqual(stopOf(events), { stop_reason: "end_turn", stop_sequence: null });
+  });
+
+  test("a new id at an index already used is another tool call (Ollama and Gemini send each call at index 0)", async () => {
+    const chunks = [
+      chunk(call(0, { id: "call_1", name: "get_weather", args: '{"city":"Paris"}' })),
+      chunk(call(0, { id: "call_2", name: "get_time", args: '{"zone":"CET"}' })),
+      chunk({}, "tool_calls"),
+    ];
+    const message = await sdkFinalMessage(run(chunks).map(encodeAnthropicEvent).join(""));
+    assert.deepEqual(message.content, [
+      { type: "tool_use", id: "call_1", name: "get_weather", input: { city: "Paris" } },
+      { type: "tool_use", id: "call_2", name: "get_time", input: { zone: "CET" } },
+    ]);
+  });
+
+  test("content given as an array of parts is its text", async () => {
+    const chunks = [chunk({ content: [{ type: "text", text: "Hel" }, { type: "thinking", thinking: "hidden" }] }), chunk({ content: [{ type: "text", text: "lo" }] }), chunk({}, "stop")];
+    const message = await sdkFinalMessage(run(chunks).map(encodeAnthropicEvent).join(""));
+    assert.deepEqual(message.content, [{ type: "text", text: "Hello" }]);
+  });
+
+  test('a refusal that finishes with "stop" (as OpenAI ends one) is stop_reason refusal, as in the complete answer', () => {
+    assert.deepEqual(stopOf(run([chunk({ refusal: "I can't help." }), chunk({}, "stop")])), { stop_reason: "refusal", stop_sequence: null });
+    assert.deepEqual(stopOf(run([chunk({ content: "Sure." }), chunk({}, "stop")])), { stop_reason: "end_turn", stop_sequence: null });
+  });
+
+  test("usage without prompt_tokens leaves message_start's input_tokens standing in the SDK's message", async () => {
+    const events = run([chunk({ content: "x" }, "stop"), { ...chunk({}), choices: [], usage: { completion_tokens: 5 } }], { model: "m", inputTokens: 42 });
+    assert.deepEqual(usageOf(events), { output_tokens: 5 });
+    const message = await sdkFinalMessage(events.map(encodeAnthropicEvent).join(""));
+    assert.equal(message.usage.input_tokens, 42);
+    assert.equal(message.usage.output_tokens, 5);
+  });
+
+  test("whitespace before a tool call is dropped (Anthropic refuses a blank text block in history); a blank answer alone is kept", async () => {
+    const events = run([chunk({ content: "\n\n" }), chunk({ content: " " }), chunk(call(0, { id: "call_1", name: "f", args: '{"a":1}' })), chunk({}, "tool_calls")]);
+    const message = await sdkFinalMessage(events.map(encodeAnthropicEvent).join(""));
+    assert.deepEqual(message.content, [{ type: "tool_use", id: "call_1", name: "f", input: { a: 1 } }]);
+    const blank = await sdkFinalMessage(run([chunk({ content: "\n" }), chunk({ content: " " }), chunk({}, "stop")]).map(encodeAnthropicEvent).join(""));
+    assert.deepEqual(blank.content, [{ type: "text", text: "\n " }]);
+    // Whitespace that leads real text is the text's.
+    const led = await sdkFinalMessage(run([chunk({ content: "\n" }), chunk({ content: "Hi" }), chunk({}, "stop")]).map(encodeAnthropicEvent).join(""));
+    assert.deepEqual(led.content, [{ type: "text", text: "\nHi" }]);
+  });
+
+  test("text between two pending tool calls stays between them", async () => {
+    const events = run([
+      chunk(call(0, { id: "call_a", name: "f", args: "{}" })),
+      chunk(call(1, { id: "call_b", name: "g", args: "{}" })),
+      chunk({ content: "middle" }),
+      chunk(call(2, { id: "call_c", name: "h", args: "{}" })),
+      chunk({ content: "end" }),
+      chunk({}, "tool_calls"),
+    ]);
+    const message = await sdkFinalMessage(events.map(encodeAnthropicEvent).join(""));
+    assert.deepEqual(
+      message.content.map((b) => (b.type === "text" ? b.text : b.type === "tool_use" ? b.id : b.type)),
+      ["call_a", "call_b", "middle", "call_c", "end"],
+    );
+  });
+
+  test("a pending tool call whose arguments are not a JSON object still parses in the SDK (as {})", async () => {
+    const events = run([chunk(call(0, { id: "call_a", name: "f", args: '{"ok":true}' })), chunk(call(1, { id: "call_b", name: "g", args: '["not", "an object"]' })), chunk(call(2, { id: "call_c", name: "h", args: '{"cut":' })), chunk({}, "tool_calls")]);
+    const message = await sdkFinalMessage(events.map(encodeAnthropicEvent).join(""));
+    assert.deepEqual(
+      message.content.map((b) => (b.type === "tool_use" ? [b.id, b.input] : [])),
+      [["call_a", { ok: true }], ["call_b", {}], ["call_c", {}]],
+    );
+  });
+
   test("encodeAnthropicEvent is one event: and one data: line", () => {
     assert.equal(encodeAnthropicEvent({ event: "ping", data: { type: "ping" } }), 'event: ping\ndata: {"type":"ping"}\n\n');
   });
@@ -605,6 +680,26 @@ describe("MessagesToChatStream: edge cases", () => {
       ["content_block_delta", { type: "content_block_delta", index: 0, delta: { type: "input_json_delta", partial_json: "" } }],
     ]);
     assert.deepEqual(deltas(chunks).at(-1), { tool_calls: [{ index: 0, id: "toolu_p", type: "function", function: { name: "f", arguments: '{"a":1}' } }] });
+  });
+
+  test('a tool_use with no input deltas gets arguments "{}" at its block\'s end: Chat clients JSON.parse them', async () => {
+    const { chunks } = feed([
+      ["message_start", start()],
+      ["content_block_start", { type: "content_block_start", index: 0, content_block: { type: "tool_use", id: "toolu_n", name: "now", input: {} } }],
+      ["content_block_stop", { type: "content_block_stop", index: 0 }],
+      ["content_block_start", { type: "content_block_start", index: 1, content_block: { type: "tool_use", id: "toolu_a", name: "f", input: {} } }],
+      ["content_block_delta", { type: "content_block_delta", index: 1, delta: { type: "input_json_delta", partial_json: '{"a":1}' } }],
+      ["content_block_stop", { type: "content_block_stop", index: 1 }],
+      ["message_delta", { type: "message_delta", delta: { stop_reason: "tool_use" }, usage: { output_tokens: 9 } }],
+      ["message_stop", { type: "message_stop" }],
+    ]);
+    const completion = await sdkFinalChatCompletion(chunks);
+    const calls = completion.choices[0]?.message.tool_calls ?? [];
+    assert.deepEqual(
+      calls.map((c) => (c.type === "function" ? [c.id, c.function.name, c.function.arguments] : [])),
+      [["toolu_n", "now", "{}"], ["toolu_a", "f", '{"a":1}']],
+    );
+    assert.equal(completion.choices[0]?.finish_reason, "tool_calls");
   });
 
   test("an error before message_start is one error chunk; a stream without message_start still starts with the role", () => {

@@ -99,6 +99,14 @@ describe("ChatTranscript", () => {
     assert.equal(t.choices.get(0)?.role, true);
   });
 
+  test('finish_reason "" (sent on every chunk by some servers) is not a finish', () => {
+    const t = transcriptOf([chunk(choice({ content: "Hel" }, 0, "")), chunk(choice({ content: "lo" }, 0, ""))]);
+    assert.equal(t.choices.get(0)?.finish, null);
+    assert.equal(t.finished(), false);
+    t.apply(chunk(choice({}, 0, "stop")));
+    assert.equal(t.choices.get(0)?.finish, "stop");
+  });
+
   test("a choice without an index is choice 0; refusal and reasoning accumulate apart from content", () => {
     const t = transcriptOf([
       { id: "x", choices: [{ delta: { reasoning_content: "think" } }] },
@@ -268,6 +276,13 @@ describe("ReplayVerifier: text (golden streams)", () => {
     const verdicts = feedAll(verifier, [rContent("Hello, wor"), replay(choice({}, 0, "stop"))]);
     assert.deepEqual(kinds(verdicts), ["hold", "emit"]);
     assert.equal(choicesOf(emitted(verdicts)[0] as Json)[0]?.finish_reason, "stop");
+  });
+
+  test('a replay that sends finish_reason "" on every chunk is not finishing: held, then emitted', () => {
+    const verifier = new ReplayVerifier(transcriptOf(COMMITTED));
+    const verdicts = feedAll(verifier, [replay(choice({ content: "Hello" }, 0, "")), replay(choice({ content: ", world" }, 0, "")), replay(choice({}, 0, "stop"))]);
+    assert.deepEqual(kinds(verdicts), ["hold", "emit", "emit"]);
+    assert.equal(PREFIX + emittedText(verdicts), "Hello, world");
   });
 
   test("a usage-only chunk is emitted, even while still holding", () => {

@@ -179,7 +179,7 @@ export function messagesToChatResponse(message: unknown, model: string): Json {
   };
 }
 
-function textOf(content: unknown): string {
+export function textOf(content: unknown): string {
   if (typeof content === "string") return content;
   if (!Array.isArray(content)) return "";
   return content

@@ -6,7 +6,7 @@
  * SDKs accept.
  */
 import { randomBytes } from "node:crypto";
-import { anthropicUsageOf, chatIdOf, finishReasonOf, messageIdOf, openAiUsageOf, stopReasonOf, toolUseIdOf } from "./response.js";
+import { anthropicUsageOf, chatIdOf, finishReasonOf, messageIdOf, openAiUsageOf, stopReasonOf, textOf, toolInputOf, toolUseIdOf } from "./response.js";
 
 type Json = Record<string, unknown>;
 
@@ -69,6 +69,12 @@ export class ChatToMessagesStream {
   private choiceDone = false;
   private stop: { stop_reason: string; stop_sequence: string | null } | undefined;
   private usage: Json | undefined;
+  /** Whitespace-only text before anything else: Anthropic refuses such a block back in history, so it waits. */
+  private heldSpace = "";
+  private sawRefusal = false;
+  /** Upstream tool call index → the key its deltas go to: a new id at an index already used is another call (Ollama, Gemini). */
+  private readonly keyOf = new Map<number, { key: number; id: string }>();
+  private nextKey = 1 << 20;
 
   constructor(options: { model: string; stopSequences?: readonly string[]; inputTokens?: number }) {
     this.model = options.model;
@@ -93,16 +99,22 @@ export class ChatToMessagesStream {
     if (!choice || this.choiceDone) return out;
     const delta = isObject(choice.delta) ? choice.delta : {};
     // reasoning_content / reasoning are dropped: a thinking block needs a signature only Anthropic can make.
-    const text = (str(delta.content) ?? "") + (str(delta.refusal) ?? "");
+    // Content may come as an array of parts (Mistral's reasoning models): its text parts are the text.
+    const refusal = str(delta.refusal) ?? "";
+    if (refusal.length > 0) this.sawRefusal = true;
+    const text = textOf(delta.content) + refusal;
     if (text.length > 0) this.text(out, text);
     if (Array.isArray(delta.tool_calls)) {
-      for (const call of delta.tool_calls) if (isObject(call)) this.toolDelta(out, num(call.index) ?? 0, call);
+      for (const call of delta.tool_calls) if (isObject(call)) this.toolDelta(out, this.keyFor(num(call.index) ?? 0, str(call.id) ?? ""), call);
     } else if (isObject(delta.function_call)) {
       // The legacy single function call: a key of its own, apart from tool_calls indices.
       this.toolDelta(out, -1, { function: delta.function_call });
     }
-    if (choice.finish_reason !== null && choice.finish_reason !== undefined) {
+    // Some servers send finish_reason "" on every chunk where others send null.
+    if (choice.finish_reason !== null && choice.finish_reason !== undefined && choice.finish_reason !== "") {
       this.stop = stopReasonOf(choice, this.stopSequences);
+      // OpenAI ends a refusal with "stop", as the complete answer's mapping knows.
+      if (this.sawRefusal && this.stop.stop_reason === "end_turn") this.stop = { stop_reason: "refusal", stop_sequence: null };
       // The usage chunk comes after the finish chunk: message_delta waits for end().
       this.closeAll(out);
       this.choiceDone = true;
@@ -126,7 +138,8 @@ export class ChatToMessagesStream {
     if (this.usage) {
       const known = anthropicUsageOf(this.usage);
       usage.output_tokens = known.output_tokens;
-      usage.input_tokens = known.input_tokens;
+      // Left out when the upstream did not say: the SDK would copy a 0 over message_start's figure.
+      if (num(this.usage.prompt_tokens) !== undefined) usage.input_tokens = known.input_tokens;
       if (known.cache_read_input_tokens !== undefined) usage.cache_read_input_tokens = known.cache_read_input_tokens;
     }
     out.push(event("message_delta", { delta: { stop_reason: stop.stop_reason, stop_sequence: stop.stop_sequence }, usage }));
@@ -162,6 +175,15 @@ export class ChatToMessagesStream {
   }
 
   private text(out: AnthropicEvent[], text: string): void {
+    if (this.live === undefined && this.tools.size === 0 && this.nextIndex === 0) {
+      // Nothing opened yet: whitespace waits, to be dropped if a tool call comes first.
+      text = this.heldSpace + text;
+      this.heldSpace = "";
+      if (text.trim() === "") {
+        this.heldSpace = text;
+        return;
+      }
+    }
     if (this.live?.kind === "text") {
       out.push(event("content_block_delta", { index: this.live.index, delta: { type: "text_delta", text } }));
       return;
@@ -186,7 +208,8 @@ export class ChatToMessagesStream {
     const args = str(fn.arguments) ?? "";
     if (!this.tools.has(key)) {
       if (this.liveTool === undefined) {
-        // The first tool call streams live: it closes the text before it.
+        // The first tool call streams live: it closes the text before it (whitespace alone is dropped).
+        this.heldSpace = "";
         this.closeLive(out);
         this.tools.set(key, undefined);
         this.liveTool = { id: "", name: "", held: "", opened: false };
@@ -195,6 +218,8 @@ export class ChatToMessagesStream {
         const block: PendingBlock = { kind: "tool_use", id, name, buffer: args };
         this.pending.push(block);
         this.tools.set(key, block);
+        // Text after this call belongs after it, not in a block before it.
+        this.lateText = undefined;
       }
       return;
     }
@@ -207,6 +232,21 @@ export class ChatToMessagesStream {
     if (!block.id) block.id = id;
     if (!block.name) block.name = name;
     block.buffer += args;
+  }
+
+  private keyFor(index: number, id: string): number {
+    const current = this.keyOf.get(index);
+    if (current === undefined) {
+      this.keyOf.set(index, { key: index, id });
+      return index;
+    }
+    if (id && current.id && id !== current.id) {
+      const next = { key: this.nextKey++, id };
+      this.keyOf.set(index, next);
+      return next.key;
+    }
+    if (id && !current.id) current.id = id;
+    return current.key;
   }
 
   private liveToolDelta(out: AnthropicEvent[], id: string, name: string, args: string): void {
@@ -244,6 +284,13 @@ export class ChatToMessagesStream {
 
   /** Closes the live block and flushes the pending ones, each whole. */
   private closeAll(out: AnthropicEvent[]): void {
+    if (this.heldSpace) {
+      // An answer that is only whitespace is still the answer.
+      const text = this.heldSpace;
+      this.heldSpace = "";
+      const index = this.open(out, { type: "text", text: "" }, "text");
+      out.push(event("content_block_delta", { index, delta: { type: "text_delta", text } }));
+    }
     // A live tool call that never got a name still becomes a block: the client must answer its id.
     if (this.liveTool && !this.liveTool.opened) this.openTool(out, this.liveTool);
     this.closeLive(out);
@@ -253,11 +300,22 @@ export class ChatToMessagesStream {
         out.push(event("content_block_delta", { index, delta: { type: "text_delta", text: block.buffer } }));
       } else {
         const index = this.open(out, { type: "tool_use", id: toolIdOf(block.id), name: block.name, input: {} }, "tool_use");
-        if (block.buffer.length > 0) out.push(event("content_block_delta", { index, delta: { type: "input_json_delta", partial_json: block.buffer } }));
+        // Buffered whole, so it can be checked: arguments that are not a JSON object would make the SDK throw.
+        const json = block.buffer.length > 0 && !isJsonObject(block.buffer) ? JSON.stringify(toolInputOf(block.buffer)) : block.buffer;
+        if (json.length > 0) out.push(event("content_block_delta", { index, delta: { type: "input_json_delta", partial_json: json } }));
       }
       this.closeLive(out);
     }
     this.lateText = undefined;
+  }
+}
+
+function isJsonObject(text: string): boolean {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
   }
 }
 
@@ -283,7 +341,7 @@ export class MessagesToChatStream {
   private finished = false;
   private isDone = false;
   /** Anthropic block index → OpenAI tool call index (tool calls count from 0, whatever blocks come between). */
-  private readonly toolOf = new Map<number, { index: number; prefilled: boolean }>();
+  private readonly toolOf = new Map<number, { index: number; prefilled: boolean; args: boolean }>();
   private readonly usage: Json = {};
 
   constructor(options: { model: string; includeUsage: boolean }) {
@@ -309,6 +367,8 @@ export class MessagesToChatStream {
         return this.blockStart(num(data.index) ?? -1, isObject(data.content_block) ? data.content_block : {});
       case "content_block_delta":
         return this.blockDelta(num(data.index) ?? -1, isObject(data.delta) ? data.delta : {});
+      case "content_block_stop":
+        return this.blockStop(num(data.index) ?? -1);
       case "message_delta": {
         const delta = isObject(data.delta) ? data.delta : {};
         this.mergeUsage(data.usage);
@@ -341,7 +401,7 @@ export class MessagesToChatStream {
     const input = isObject(block.input) ? block.input : {};
     // Anthropic starts a tool_use with input {} and streams it; a server that sends the whole input up front sends no deltas.
     const prefilled = Object.keys(input).length > 0;
-    const tool = { index: this.toolOf.size, prefilled };
+    const tool = { index: this.toolOf.size, prefilled, args: prefilled };
     this.toolOf.set(index, tool);
     const call = { index: tool.index, id: str(block.id) ?? "", type: "function", function: { name: str(block.name) ?? "", arguments: prefilled ? JSON.stringify(input) : "" } };
     return [...this.roleChunk(), this.chunk({ tool_calls: [call] })];
@@ -358,11 +418,20 @@ export class MessagesToChatStream {
         const tool = this.toolOf.get(index);
         const json = str(delta.partial_json) ?? "";
         if (!tool || tool.prefilled || json.length === 0) return [];
+        tool.args = true;
         return [...this.roleChunk(), this.chunk({ tool_calls: [{ index: tool.index, function: { arguments: json } }] })];
       }
       default:
         return []; // signature_delta, citations_delta
     }
+  }
+
+  /** A tool with no input streams no argument at all: Chat clients JSON.parse the arguments, so they get "{}". */
+  private blockStop(index: number): Json[] {
+    const tool = this.toolOf.get(index);
+    if (!tool || tool.args) return [];
+    tool.args = true;
+    return [this.chunk({ tool_calls: [{ index: tool.index, function: { arguments: "{}" } }] })];
   }
 
   private content(field: "content" | "reasoning_content", text: string | undefined): Json[] {
