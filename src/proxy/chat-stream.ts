@@ -109,10 +109,16 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   // The client leaving ends the upstream stream at once.
   const onClose = () => reader.destroy();
   res.on("close", onClose);
-  const resumeReader = () => reader.resume?.();
+  // One drain listener however many events a backed-up client is written (one chunk can hold many).
+  let waitingDrain = false;
+  const resumeReader = () => {
+    waitingDrain = false;
+    reader.resume?.();
+  };
   /** Writes without waiting: a client that is not reading holds the upstream until it drains. */
   const send = (data: Buffer | string | undefined): boolean => {
-    if (data !== undefined && data.length > 0 && !res.write(data)) {
+    if (data !== undefined && data.length > 0 && !res.write(data) && !waitingDrain) {
+      waitingDrain = true;
       reader.pause?.();
       res.once("drain", resumeReader);
     }

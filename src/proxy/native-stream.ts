@@ -136,12 +136,18 @@ export async function relayStream(
     });
     return !res.destroyed;
   };
-  const resumeReader = () => reader.resume?.();
+  // One drain listener however many events a backed-up client is written (one chunk can hold many).
+  let waitingDrain = false;
+  const resumeReader = () => {
+    waitingDrain = false;
+    reader.resume?.();
+  };
   // The steady state, synchronous from the upstream's data callback: note the event, relay its bytes.
   const step = (event: SseEvent): boolean => {
     if (res.destroyed) return false;
     note(event);
-    if (!res.write(event.raw)) {
+    if (!res.write(event.raw) && !waitingDrain) {
+      waitingDrain = true;
       reader.pause?.();
       res.once("drain", resumeReader);
     }

@@ -31,6 +31,8 @@ export class EventReader implements BodySink {
   private ended = false;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
+  /** The consumer paused the body (its client is not reading): only its resume() may restart it, not a read. */
+  private consumerPaused = false;
   /** Every byte read from the body, in order, when recording was asked for (off by default: it would keep a whole stream). */
   readonly held: Buffer[] = [];
   private record: boolean;
@@ -104,16 +106,19 @@ export class EventReader implements BodySink {
       this.idleMs = idleMs;
       this.lastDataAt = since;
       this.idleTimer = setTimeout(checkIdle, Math.max(1, since + idleMs - performance.now()), this);
-      if (this.body.isPaused()) this.body.resume();
+      // A step above may have paused it for its client: that pause stands.
+      if (!this.consumerPaused && this.body.isPaused()) this.body.resume();
     });
   }
 
   /** Holds the upstream (the client is not reading): it does not count as silence. */
   pause(): void {
+    this.consumerPaused = true;
     this.body.pause();
   }
 
   resume(): void {
+    this.consumerPaused = false;
     this.lastDataAt = Math.max(this.lastDataAt, performance.now());
     this.body.resume();
   }
@@ -165,6 +170,7 @@ export class EventReader implements BodySink {
         if (timedOut) throw new StreamTimeoutError(what, timeoutMs as number);
         await new Promise<void>((resolve) => {
           this.wake = resolve;
+          // Even if the consumer paused it: next() hands over one event, which its caller writes with backpressure.
           if (this.body.isPaused()) this.body.resume();
         });
         this.wake = undefined;

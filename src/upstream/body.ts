@@ -73,9 +73,19 @@ export class UpstreamBody {
     return this.paused;
   }
 
-  /** Stops the upstream request; the reader (if any) gets BodyDestroyedError unless the body had already ended. */
+  /** Stops the upstream request; the reader (if any) gets BodyDestroyedError unless it already had the end. */
   destroy(error?: Error): void {
-    if (this.destroyed) return;
+    if (this.destroyed) {
+      // It ended or failed while its reader was paused, so the reader has not heard: tell it now, or a
+      // reader that gave up (the client left) would wait for a resume that never comes.
+      const sink = this.sink;
+      if (sink === undefined) return;
+      this.sink = undefined;
+      this.unread = undefined;
+      this.unreadBytes = 0;
+      sink.onError(error ?? new BodyDestroyedError());
+      return;
+    }
     const reason = error ?? new BodyDestroyedError();
     this.fail(reason);
     this.controls.abort(reason);

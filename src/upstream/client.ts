@@ -154,8 +154,9 @@ class AttemptHandler implements Dispatcher.DispatchHandler, BodyControls {
   // undici's handler API.
   onConnect(abort: (error?: Error) => void): void {
     if (this.reason) {
-      abort(this.reason);
-      return;
+      // The attempt gave up while it waited in the pool's queue. abort() would destroy the socket it is
+      // being handed, a healthy keep-alive connection; a throw ends just this request (undici catches it).
+      throw this.reason;
     }
     this.abortUpstream = abort;
   }

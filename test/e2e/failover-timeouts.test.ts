@@ -241,4 +241,46 @@ describe("a request waiting for a pooled connection", () => {
     const held = await holder;
     assertOpenAIError(held.error, 504, "upstream_timeout", "timeout_error");
   });
+
+  test("that timed out does not cost the connection when it frees up: the next request reuses it", T, async (t) => {
+    // The holder's answer takes 600 ms; the queued attempt gives up after 300 ms but stays in undici's queue,
+    // and is handed the connection when the holder's answer ends: it must let it go, not close it.
+    const busy = await useFaults(t, "busy");
+    const spare = await useFaults(t, "spare");
+    busy.next([{ kind: "delay", ms: 600 }]);
+    const gw = await useGateway(
+      t,
+      `routes:
+  - name: holder
+    url: ${busy.origin}/v1
+    isBaseUrl: true
+    model: model-holder
+  - name: queued
+    url: ${busy.origin}/v1
+    isBaseUrl: true
+    model: model-queued
+    timeouts:
+      headersMs: 300
+    fallbacks: [model-spare]
+  - name: spare
+    url: ${spare.origin}/v1
+    isBaseUrl: true
+    model: model-spare
+`,
+      { UPSTREAM_MAX_CONNECTIONS: "1" },
+    );
+    const client = sdk(gw);
+    const holder = ask(client, "model-holder", { stream: false });
+    await busy.waitForRequests(1, 2_000);
+    const queued = await ask(client, "model-queued", { stream: false });
+    assert.equal(queued.headers.get("x-gateway-model-used"), "model-spare");
+    assert.equal((await holder).text, busy.text);
+
+    const again = await ask(client, "model-holder", { stream: false });
+
+    assert.equal(again.text, busy.text);
+    assert.equal(busy.count, 2, "the timed-out attempt never reached the upstream");
+    const [first, second] = busy.requests;
+    assert.equal(second!.received.remotePort, first!.received.remotePort, "a new connection: the freed one was closed");
+  });
 });

@@ -310,6 +310,79 @@ describe("proxy: streaming", () => {
     assert.ok(received >= total);
   });
 
+  for (const api of ["chat", "responses"] as const) {
+    test(`many small events per upstream read, a client that stops reading (${api}): the upstream is held, with one drain listener`, T, async (t) => {
+      // Hundreds of events arrive in one read; each written to a backed-up client must not add a listener of its own.
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error) => warnings.push(warning);
+      process.on("warning", onWarning);
+      t.after(() => process.off("warning", onWarning));
+      const total = 24 * 1024 * 1024;
+      const data = api === "chat" ? { pad: "x".repeat(100) } : { type: "response.output_text.delta", delta: "x".repeat(100) };
+      const event = Buffer.from(`data: ${JSON.stringify(data)}\n\n`);
+      const batch = Buffer.concat(Array.from({ length: 256 }, () => event));
+      const state = { written: 0, blockedSince: 0, done: false };
+      const mock = await useMock(t, async (_req, res) => {
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        while (state.written < total && !res.destroyed) {
+          state.written += batch.length;
+          if (!res.write(batch)) {
+            state.blockedSince = performance.now();
+            await new Promise<void>((resolve) => {
+              const done = () => {
+                res.off("drain", done);
+                res.off("close", done);
+                resolve();
+              };
+              res.on("drain", done);
+              res.on("close", done);
+            });
+            state.blockedSince = 0;
+          }
+        }
+        state.done = true;
+        res.end();
+      });
+      const gw = await useGateway(t, `routes:\n  - name: r\n    url: ${mock.origin}/v1\n    isBaseUrl: true\n    model: m\n`);
+      const url = new URL(gw.url);
+      const body = api === "chat" ? chatBody("m", { stream: true }) : JSON.stringify({ model: "m", input: "Hi", stream: true });
+      const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        const path = api === "chat" ? "/v1/chat/completions" : "/v1/responses";
+        const req = http.request({ host: url.hostname, port: url.port, method: "POST", path, agent: false, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } });
+        req.on("error", reject);
+        req.on("response", resolve);
+        req.end(body);
+      });
+      t.after(() => response.destroy());
+      assert.equal(response.statusCode, 200);
+      let received = 0;
+      await new Promise<void>((resolve) => {
+        response.once("data", (chunk: Buffer) => {
+          received += chunk.length;
+          response.pause();
+          resolve();
+        });
+      });
+      await waitFor(() => state.done || (state.blockedSince > 0 && performance.now() - state.blockedSince > 750), "the upstream to block or finish", 20_000);
+      assert.equal(state.done, false, `the gateway read the whole ${total}-byte upstream body while the client read nothing`);
+      assert.ok(state.written < total / 2, `the gateway buffered ${state.written} bytes for a paused client`);
+
+      const ended = deferred<void>();
+      response.on("data", (chunk: Buffer) => (received += chunk.length));
+      response.on("end", () => ended.resolve());
+      response.resume();
+      await ended.promise;
+      assert.equal(state.done, true);
+      assert.ok(received >= total, `received ${received} of ${total} bytes`);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(
+        warnings.filter((w) => w.name === "MaxListenersExceededWarning").map((w) => w.message),
+        [],
+        "a drain listener per event written",
+      );
+    });
+  }
+
   test("a stream that fails after content was sent ends with an in-band error, not a clean end", T, async (t) => {
     const mock = await useMock(t, (req, res) => {
       res.writeHead(200, { "content-type": "text/event-stream" });

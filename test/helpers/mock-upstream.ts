@@ -12,6 +12,8 @@ export interface Received {
   readonly json: Record<string, unknown> | undefined;
   /** performance.now() when the request's headers arrived. */
   readonly at: number;
+  /** The client's port: which connection the request came on. */
+  readonly remotePort: number | undefined;
 }
 
 export type Handler = (req: Received, res: ServerResponse) => void | Promise<void>;
@@ -41,7 +43,7 @@ export async function startMockUpstream(handler: Handler = replyChat()): Promise
       } catch {
         json = undefined;
       }
-      const entry: Received = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, json, at };
+      const entry: Received = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, json, at, remotePort: req.socket.remotePort };
       received.push(entry);
       Promise.resolve(current(entry, res)).catch((error: unknown) => {
         if (!res.headersSent) res.writeHead(500);

@@ -320,6 +320,48 @@ describe("EventReader: pump (the relay's synchronous steady state)", () => {
     await pumped;
   });
 
+  test("a pause the step makes on queued events stands: the pump does not resume the body behind it", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    body.write(b("data: 1\n\ndata: 2\n\n"));
+    assert.equal((await reader.next(1000))?.data, "1");
+    const seen: string[] = [];
+    const pumped = reader.pump((event) => {
+      seen.push(event.data as string);
+      reader.pause();
+      return true;
+    }, 1000, performance.now());
+    body.write(b("data: 3\n\n"));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(seen, ["2"], "nothing past the queued event while the client is held");
+    assert.ok(body.isPaused());
+    reader.resume();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(seen, ["2", "3"]);
+    body.end();
+    reader.resume();
+    await pumped;
+  });
+
+  test("the body ends while the step holds it, then the client leaves: destroy() settles the pump", async () => {
+    const body = new FakeUpstream();
+    const reader = new EventReader(body.body);
+    const pumped = reader.pump(() => (reader.pause(), true), 1000, performance.now());
+    body.write(b("data: 1\n\n"));
+    body.write(b("data: 2\n\n"));
+    // undici completes a body delimited by the connection's close even while it is paused.
+    body.body.finish();
+    assert.equal(await settleWithin(pumped, 50), "pending", "held: the end is not delivered yet");
+    reader.destroy();
+    try {
+      const outcome = await settleWithin(pumped, 300);
+      assert.notEqual(outcome, "pending", "the pump waited on after the client left (its idle timer re-arms while paused)");
+    } finally {
+      // Should it have failed, this lets the end through so the pump's timer does not keep the file running.
+      reader.resume();
+    }
+  });
+
   test("a body failure ends the pump; next() rejects with it", async () => {
     const body = new FakeUpstream();
     const reader = new EventReader(body.body);

@@ -123,6 +123,22 @@ describe("UpstreamBody", () => {
     assert.deepEqual(seen, ["a"]);
   });
 
+  test("destroy() after an end its paused reader has not had tells the reader (it is not left waiting)", () => {
+    const { body, calls } = producer();
+    const { sink, seen } = recorder();
+    body.consume(sink);
+    body.pause();
+    body.push(b("a"));
+    body.finish();
+    assert.deepEqual(seen, [], "paused: neither the chunk nor the end delivered");
+    body.destroy();
+    assert.deepEqual(seen, ["<error the upstream stream closed before its end>"]);
+    assert.equal(calls.aborts.length, 0, "the request had ended: nothing to abort");
+    body.resume();
+    body.destroy();
+    assert.deepEqual(seen, ["<error the upstream stream closed before its end>"], "told once, the dropped data never comes");
+  });
+
   test("drain(limit): a small body is read to its end (the connection stays reusable)", () => {
     const { body, calls } = producer();
     body.push(b("small error body"));
