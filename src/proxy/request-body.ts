@@ -61,7 +61,7 @@ function parseJson(body: Buffer): BodyInfo {
     if (length === 7 && body.compare(KEY_MODEL, 0, 7, keyStart, keyEnd) === 0) model = [valueStart, valueEnd];
     else if (length === 8 && body.compare(KEY_MODELS, 0, 8, keyStart, keyEnd) === 0) models = [valueStart, valueEnd];
     else if (length === 8 && body.compare(KEY_STREAM, 0, 8, keyStart, keyEnd) === 0) stream = [valueStart, valueEnd];
-    else if (body.indexOf(BACKSLASH, keyStart) >= 0 && body.indexOf(BACKSLASH, keyStart) < keyEnd) escapedKey = true;
+    else if (hasByte(body, BACKSLASH, keyStart, keyEnd)) escapedKey = true;
   });
   if (wellFormed && !escapedKey) {
     const value = (span: [number, number] | undefined): unknown => {
@@ -157,7 +157,12 @@ function skipWs(buf: Buffer, i: number): number {
   return i;
 }
 
-/** Index just past the string starting at `i` (a quote). */
+/** Whether `byte` occurs in buf[start, end): a key is short, so a loop beats a native call that may scan far past it. */
+function hasByte(buf: Buffer, byte: number, start: number, end: number): boolean {
+  for (let k = start; k < end; k++) if (buf[k] === byte) return true;
+  return false;
+}
+
 /** Index just past the string starting at `i` (a quote). Jumps from quote to quote (memchr), as prompts are mostly long strings. */
 function skipString(buf: Buffer, i: number): number {
   let from = i + 1;
@@ -295,8 +300,7 @@ function forEachMember(
 
 function keyMatches(buf: Buffer, start: number, end: number, wanted: Buffer, key: string): boolean {
   if (end - start === wanted.length && buf.compare(wanted, 0, wanted.length, start, end) === 0) return true;
-  const escape = buf.indexOf(BACKSLASH, start);
-  if (escape < 0 || escape >= end) return false;
+  if (!hasByte(buf, BACKSLASH, start, end)) return false;
   try {
     return JSON.parse(buf.toString("utf8", start, end)) === key;
   } catch {
