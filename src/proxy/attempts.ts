@@ -17,6 +17,7 @@ import { EventReader } from "../stream/reader.js";
 import { TranslatedSource, type EventSource } from "../stream/source.js";
 import { MessagesToChatStream } from "../compat/anthropic/stream.js";
 import { chatToMessagesResponse, messagesToChatResponse, toAnthropicError, toOpenAIError } from "../compat/anthropic/response.js";
+import { withSystemMessagesHoisted } from "../compat/anthropic/request.js";
 import { attempt, type Attempted } from "./attempt.js";
 import { codecFor, pathFor, translateRequest, unsupported, type ClientApi, type Exchange } from "./api.js";
 import { anthropicOutput } from "./anthropic-output.js";
@@ -88,7 +89,10 @@ export async function runAttempts(
   const deadline = setTimeout(() => signal.abort(new DeadlineError(config.deadlineMs)), config.deadlineMs);
 
   const failed: FailedAttempt[] = [];
-  const { candidates } = plan;
+  // Candidates whose upstream cannot serve this API at all are left out before anything is tried: counted as
+  // somewhere to fail over to, they would turn a real answer (a 429 the client retries) into their 501.
+  const servable = plan.candidates.filter((candidate) => !unsupported(request.api, candidate.route.api));
+  const candidates = servable.length > 0 ? servable : plan.candidates;
   const baseBody = request.bodyInfo?.kind === "json" && request.bodyInfo.models && request.body ? withoutKey(request.body, "models") : request.body;
   const wantsStream = request.bodyInfo?.kind === "json" && request.bodyInfo.stream === true;
   const prepare = exchanges(request, baseBody, wantsStream);
@@ -271,12 +275,14 @@ export async function runAttempts(
     if (last?.errorEvent && !(signal.reason instanceof DeadlineError)) {
       // The stream opened with an error event and nothing is left to try: the client gets it as an HTTP error.
       outcome.status = last.errorEvent.status;
+      outcome.switched = new Set([...failed.map((entry) => entry.model), outcome.model]).size > 1;
       const body = JSON.stringify(last.errorEvent.body);
       res.writeHead(outcome.status, {
         "content-type": "application/json; charset=utf-8",
         "content-length": Buffer.byteLength(body),
         "x-gateway-attempt-count": String(outcome.attempts),
         ...(outcome.model !== null ? { "x-gateway-model-used": outcome.model } : {}),
+        ...(outcome.switched ? { "x-gateway-switched": "1" } : {}),
       });
       res.end(body);
       return;
@@ -389,6 +395,11 @@ function exchanges(request: ProxyRequest, baseBody: Buffer | undefined, wantsStr
         baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
           ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
           : baseBody;
+      if (body && route.api === "anthropic" && mayHaveSystemMessages(body)) {
+        // The route pins an older API version than the client's SDK writes for: what it would refuse is rewritten.
+        const hoisted = withSystemMessagesHoisted(parsedJson(body), route.headers["anthropic-version"]);
+        if (hoisted) body = Buffer.from(JSON.stringify(hoisted));
+      }
       if (prefill !== undefined && body) body = withAssistantPrefix(body, prefill);
       // A Messages client's stream on an Anthropic route is relayed natively; only a recovery of a translated stream reads it as chat.
       const chatStream = wantsStream && (clientChat || (request.api === "messages" && recovery));
@@ -416,6 +427,19 @@ function exchanges(request: ProxyRequest, baseBody: Buffer | undefined, wantsStr
   };
 }
 
+/** Whether a body may hold a `role: "system"` message: the check that spares every other body a parse. */
+function mayHaveSystemMessages(body: Buffer): boolean {
+  return body.indexOf('"system"') >= 0 && (body.indexOf('"role":"system"') >= 0 || body.indexOf('"role": "system"') >= 0 || body.indexOf('"role" : "system"') >= 0);
+}
+
+function parsedJson(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
 /** A 2xx body that is an answer at all: some providers answer 200 with only an error in it. */
 function isChatCompletion(payload: unknown): boolean {
   return !!payload && typeof payload === "object" && Array.isArray((payload as { choices?: unknown }).choices) && !(payload as { error?: unknown }).error;
@@ -440,7 +464,8 @@ function stopSequencesOf(request: ProxyRequest): string[] | undefined {
 
 /** A failed attempt is passed to the client when no candidate is left to try and it carries an answer. */
 function isDeliverable(engine: Engine, attempted: Attempted, laterCount: number): boolean {
-  if (!attempted.response) return false;
+  // A stream that opened with an error event has no response to relay, but its error is an answer all the same.
+  if (!attempted.response && !attempted.errorEvent) return false;
   if (laterCount === 0) return true;
   // A failure whose rule says "final" is delivered at once.
   const rule = matchRule(attempted.failure as FailureFacts, engine.config.rules);

@@ -31,6 +31,9 @@ export const RESPONSES_PROTOCOL: StreamProtocol = {
   before: (_name, payload) => {
     const type = payload.type;
     if (type === "error" || type === "response.failed") return "error";
+    // A reasoning item is the model at work, as reasoning_content is in a chat stream: a model that thinks for a
+    // while without a summary sends nothing else until its answer, and cutting it at firstTokenMs would pay twice.
+    if (type === "response.output_item.added" && (payload.item as { type?: unknown } | undefined)?.type === "reasoning") return "commit";
     return typeof type === "string" && RESPONSES_PREAMBLE.has(type) ? "hold" : "commit";
   },
   terminal: (_name, payload) => typeof payload.type === "string" && RESPONSES_END.has(payload.type),

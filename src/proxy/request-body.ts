@@ -143,9 +143,15 @@ export function withModel(body: Buffer, info: BodyInfo, model: string): Buffer |
   if (info.kind !== "json") return undefined;
   const span = topLevelValueSpan(body, "model");
   if (span) return Buffer.concat([body.subarray(0, span[0]), Buffer.from(JSON.stringify(model)), body.subarray(span[1])]);
-  // No "model" key at all: add one.
-  const value = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
-  return Buffer.from(JSON.stringify({ ...value, model }));
+  // No "model" key at all: add one (a body that does not parse is left as it is, for the upstream to refuse).
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+  if (!value || typeof value !== "object" || Array.isArray(value)) return undefined;
+  return Buffer.from(JSON.stringify({ ...(value as Record<string, unknown>), model }));
 }
 
 function skipWs(buf: Buffer, i: number): number {

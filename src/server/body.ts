@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { errorBody } from "./errors.js";
+import { errorBody, type ErrorShape } from "./errors.js";
 
 export type BodyResult = { readonly ok: true; readonly body: Buffer } | { readonly ok: false; readonly reason: "too_large" | "aborted" };
 
@@ -50,8 +50,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<BodyResul
  * 1.0.0 did, resets the socket under a client that is still sending, and the
  * client reports a connection error instead of the 413.
  */
-export function rejectTooLarge(req: IncomingMessage, res: ServerResponse, limit: number): void {
-  const body = errorBody(413, "request_too_large", `Request body exceeds the gateway's limit of ${limit} bytes (MAX_BODY_BYTES).`);
+export function rejectTooLarge(req: IncomingMessage, res: ServerResponse, limit: number, shape: ErrorShape = "openai"): void {
+  const body = errorBody(413, "request_too_large", `Request body exceeds the gateway's limit of ${limit} bytes (MAX_BODY_BYTES).`, undefined, shape);
   res.writeHead(413, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(body), connection: "close" });
   res.write(body);
   if (req.complete) {

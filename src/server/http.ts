@@ -28,7 +28,7 @@ export function createGatewayServer(deps: ServerDeps): Server {
   server.on("checkContinue", (req, res) => {
     // Refuse an oversized upload before the client sends it.
     if (Number(req.headers["content-length"]) > deps.config.maxBodyBytes) {
-      rejectTooLarge(req, res, deps.config.maxBodyBytes);
+      rejectTooLarge(req, res, deps.config.maxBodyBytes, shapeOfPath(req.url));
       return;
     }
     res.writeContinue();
@@ -48,7 +48,7 @@ export function createGatewayServer(deps: ServerDeps): Server {
 function handle(deps: ServerDeps, req: IncomingMessage, res: ServerResponse): void {
   dispatch(deps, req, res).catch((error: unknown) => {
     deps.logger.error({ err: error instanceof Error ? { message: error.message, stack: error.stack } : String(error), path: safePath(req) }, "request failed");
-    if (!res.headersSent) sendError(res, 500, "internal_error", "The gateway failed to handle this request.");
+    if (!res.headersSent) sendError(res, 500, "internal_error", "The gateway failed to handle this request.", undefined, shapeOfPath(req.url));
     else if (!res.writableEnded) res.destroy();
   });
 }
@@ -74,6 +74,13 @@ function parseTarget(raw: string): { pathname: string; search: string } | undefi
   } catch {
     return undefined;
   }
+}
+
+/** The error shape a client on this path reads, before the path is routed (Anthropic's paths get Anthropic's). */
+function shapeOfPath(url: string | undefined): ErrorShape {
+  const target = url ? parseTarget(url) : undefined;
+  const api = target ? clientApiOf(target.pathname)?.api : undefined;
+  return api !== undefined && speaksAnthropic(api) ? "anthropic" : "openai";
 }
 
 function safePath(req: IncomingMessage): string {
@@ -147,7 +154,7 @@ async function proxy(
   if (!readOnly || req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined) {
     const read = await readBody(req, config.maxBodyBytes);
     if (!read.ok) {
-      if (read.reason === "too_large") rejectTooLarge(req, res, config.maxBodyBytes);
+      if (read.reason === "too_large") rejectTooLarge(req, res, config.maxBodyBytes, errorShape);
       return null;
     }
     body = read.body;

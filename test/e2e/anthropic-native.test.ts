@@ -371,6 +371,43 @@ describe("native passthrough on an api: anthropic route", () => {
   });
 });
 
+describe("an SDK on API 2026-10-21, a route on 2023-06-01", () => {
+  // The SDK's types allow system messages inside the conversation; the route's version does not, so they join `system`.
+  const conversation = {
+    system: "Be brief.",
+    messages: [
+      { role: "user" as const, content: "Say hello." },
+      { role: "assistant" as const, content: "Hello." },
+      { role: "system" as const, content: "The user switched to plan mode." },
+      { role: "user" as const, content: "Plan it." },
+    ],
+  };
+
+  test("messages.create with a system message inside messages → answered; the upstream gets it in system, in order", T, async (t) => {
+    const { client, up } = await setup(t, { [A]: ok(A) });
+    const message = await client.messages.create({ model: A, max_tokens: 1024, ...conversation } as unknown as Anthropic.MessageCreateParamsNonStreaming);
+    assert.equal(textOfMessage(message), textOf(A));
+    const sent = up[A]!.received[0]!.json as { system?: unknown; messages?: { role: string }[] };
+    assert.deepEqual(sent.system, [{ type: "text", text: "Be brief." }, { type: "text", text: "The user switched to plan mode." }]);
+    assert.deepEqual(sent.messages?.map((m) => m.role), ["user", "assistant", "user"]);
+    assertUpstreamHeaders(up[A]!, A);
+  });
+
+  test("messages.countTokens with a system message inside messages → counted", T, async (t) => {
+    const { client, up } = await setup(t, { [A]: ok(A) });
+    const counted = await client.messages.countTokens({ model: A, ...conversation } as unknown as Anthropic.MessageCountTokensParams);
+    assert.deepEqual(counted, { input_tokens: COUNT });
+    assert.ok(!(up[A]!.received[0]!.json as { messages: { role: string }[] }).messages.some((m) => m.role === "system"));
+  });
+
+  test("a route that pins 2026-10-21 in its headers gets the body as the client sent it", T, async (t) => {
+    const { client, up } = await setup(t, { [A]: { handler: ok(A), extra: '    headers:\n      anthropic-version: "2026-10-21"\n' } });
+    const params = { model: A, max_tokens: 1024, ...conversation };
+    await client.messages.create(params as unknown as Anthropic.MessageCreateParamsNonStreaming);
+    assert.deepEqual(up[A]!.received[0]!.json, params);
+  });
+});
+
 describe("count_tokens", () => {
   for (const prefix of [false, true]) {
     test(`messages.countTokens (${prefix ? "baseURL gw.url/anthropic" : "baseURL gw.url"}) → forwarded to the Anthropic route`, T, async (t) => {

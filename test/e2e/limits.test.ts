@@ -121,7 +121,7 @@ describe("errors and limits", () => {
   });
 
   /** Sends a 5 MB body to a gateway limited to 2048 bytes; resolves with what the client actually got. */
-  function bigUpload(gw: { url: string }, mode: "content-length" | "chunked" | "expect"): Promise<{ status: number; body: string; continued: boolean }> {
+  function bigUpload(gw: { url: string }, mode: "content-length" | "chunked" | "expect", path = "/v1/chat/completions"): Promise<{ status: number; body: string; continued: boolean }> {
     const url = new URL(gw.url);
     const size = 5 * 1024 * 1024;
     const payload = Buffer.from(JSON.stringify({ model: "m", messages: [{ role: "user", content: "x".repeat(size) }] }));
@@ -130,7 +130,7 @@ describe("errors and limits", () => {
     if (mode === "expect") headers.expect = "100-continue";
     return new Promise((resolve, reject) => {
       let continued = false;
-      const req = http.request({ host: url.hostname, port: url.port, method: "POST", path: "/v1/chat/completions", headers, agent: false });
+      const req = http.request({ host: url.hostname, port: url.port, method: "POST", path, headers, agent: false });
       req.on("error", (error) => reject(new Error(`the client saw a connection error instead of the 413: ${error.message}`)));
       req.on("continue", () => {
         continued = true;
@@ -161,6 +161,22 @@ describe("errors and limits", () => {
       assert.equal(got.status, 413, got.body);
       assertOpenAIError(JSON.parse(got.body));
       if (mode === "expect") assert.equal(got.continued, false, "the gateway asked for the oversized body with 100 Continue");
+      assert.equal(mock.received.length, 0);
+      await assertStillServing(gw);
+    });
+  }
+
+  for (const mode of ["content-length", "chunked", "expect"] as const) {
+    test(`a body over MAX_BODY_BYTES on Anthropic's paths is a 413 in Anthropic's shape, request_too_large (${mode})`, T, async (t) => {
+      const { mock, gw } = await oneRoute(t, { MAX_BODY_BYTES: "2048" });
+      for (const path of ["/v1/messages", "/anthropic/v1/messages", "/v1/messages/count_tokens"]) {
+        const got = await bigUpload(gw, mode, path);
+        assert.equal(got.status, 413, got.body);
+        const body = JSON.parse(got.body) as { type?: unknown; error?: { type?: unknown; message?: unknown } };
+        assert.equal(body.type, "error", `${path}: ${got.body}`);
+        assert.equal(body.error?.type, "request_too_large", path);
+        assert.match(String(body.error?.message), /MAX_BODY_BYTES/);
+      }
       assert.equal(mock.received.length, 0);
       await assertStillServing(gw);
     });

@@ -353,6 +353,70 @@ describe("failover in auto before the first output", () => {
   }
 });
 
+describe("a group mixing OpenAI and Anthropic routes", () => {
+  /** `auto` over model-a (OpenAI, Responses-capable) and claude-x on an Anthropic route, which has no Responses API. */
+  async function mixed(t: TestContext, handler: Handler, extraA = ""): Promise<{ gw: TestGateway; client: OpenAI; a: MockUpstream; claude: MockUpstream }> {
+    const a = await useMock(t, handler);
+    const claude = await useMock(t);
+    const gw = await useGateway(
+      t,
+      `${ORDERED}routes:\n  - name: route-${A}\n    url: ${a.origin}/v1\n    isBaseUrl: true\n    apiKey: ${keyOf(A)}\n    model: ${A}\n${extraA}` +
+        `  - name: route-claude\n    api: anthropic\n    url: ${claude.origin}\n    apiKey: sk-ant-route\n    model: claude-x\n`,
+    );
+    return { gw, client: sdk(gw), a, claude };
+  }
+
+  test("the OpenAI route's 429 reaches the client: a route that cannot serve Responses is not somewhere to fail over to", T, async (t) => {
+    const { client, a, claude } = await mixed(t, replyResponsesError(429));
+    const error = await client.responses.create(params("auto")).then(() => undefined, (caught: unknown) => caught);
+    assert.ok(error instanceof APIError, String(error));
+    assert.equal(error.status, 429, error.message);
+    assert.ok(a.received.length >= 1);
+    assert.equal(claude.received.length, 0);
+  });
+
+  test("a first output later than firstTokenMs is waited for when the only other candidate cannot serve Responses", T, async (t) => {
+    // 80 ms between events: the first text delta comes after about 400 ms, past firstTokenMs.
+    const slow = replyResponses({ text: textOf(A), apiKey: keyOf(A), delayMs: 80 });
+    const { client, claude } = await mixed(t, slow, "    timeouts:\n      firstTokenMs: 200\n");
+    const { events, error } = await readStream(client, "auto");
+    assert.equal(error, undefined);
+    assert.equal(deltaText(events), textOf(A));
+    assert.equal(claude.received.length, 0);
+  });
+});
+
+describe("a reasoning model", () => {
+  test("a reasoning item commits the stream: a model that thinks past firstTokenMs is not cut and restarted elsewhere", T, async (t) => {
+    const thinking = replyResponses({ text: textOf(A), apiKey: keyOf(A), reasoning: true, delayMs: 120 });
+    const { client, up } = await setup(t, { [A]: thinking, [B]: ok(B) }, ORDERED, { [A]: "    timeouts:\n      firstTokenMs: 300\n" });
+
+    const { events, error, headers } = await readStream(client, "auto");
+
+    assert.equal(error, undefined);
+    assert.equal(deltaText(events), textOf(A));
+    assert.equal(up[B]!.received.length, 0, "the thinking model was abandoned");
+    assert.equal(headers.get("x-gateway-model-used"), A);
+  });
+});
+
+describe("an opening error event that a rule makes final", () => {
+  test("content_policy_violation in auto → that error, after one attempt: the next model is not tried behind the client's back", T, async (t) => {
+    const refused = streamResponsesError({ code: "content_policy_violation", type: "invalid_request_error", message: "Your request was rejected as a result of our safety system." });
+    const { gw, up } = await setup(t, { [A]: refused, [B]: ok(B) }, ORDERED);
+
+    const res = await postResponses(gw, { ...params("auto"), stream: true });
+
+    assert.equal(res.status, 400, res.text);
+    assert.equal((res.json() as { error?: { code?: unknown } }).error?.code, "content_policy_violation");
+    assert.equal(up[A]!.received.length, 1);
+    assert.equal(up[B]!.received.length, 0, "a final error was failed over");
+    assert.equal(res.headers["x-gateway-model-used"], A);
+    assert.equal(res.headers["x-gateway-attempt-count"], "1");
+    assert.equal(res.headers["x-gateway-switched"], undefined);
+  });
+});
+
 describe("no candidate left before the first output", () => {
   test("a pinned model whose stream opens with an error event (429) → an HTTP 429 the SDK raises, never a 200 stream", T, async (t) => {
     const { gw, client, up } = await setup(t, { [A]: streamResponsesError(), [B]: ok(B) }, "retry:\n  retries: 0\n");

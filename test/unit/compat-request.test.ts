@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
-import { chatToMessagesRequest, messagesToChatRequest, type Translated } from "../../src/compat/anthropic/request.js";
+import { chatToMessagesRequest, messagesToChatRequest, withSystemMessagesHoisted, type Translated } from "../../src/compat/anthropic/request.js";
 import { assertAnthropicRequest } from "../helpers/mock-anthropic.js";
 
 type Json = Record<string, unknown>;
@@ -165,5 +165,46 @@ describe("request translation invariants", () => {
         { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_01X", content: "18°C" }] },
       ],
     });
+  });
+});
+
+describe("withSystemMessagesHoisted (a 2026-10-21 body for a route on an older version)", () => {
+  const body = {
+    model: "c",
+    max_tokens: 10,
+    system: [{ type: "text", text: "Be brief.", cache_control: { type: "ephemeral" } }],
+    messages: [
+      { role: "user", content: "Hi" },
+      { role: "system", content: "Plan mode." },
+      { role: "system", content: [{ type: "text", text: "No tools." }, { type: "text", text: " " }] },
+      { role: "user", content: "Go" },
+    ],
+  };
+
+  test("system messages join `system` in order (blocks kept as sent, blank text left out); the rest is untouched", () => {
+    assert.deepEqual(withSystemMessagesHoisted(body, "2023-06-01"), {
+      model: "c",
+      max_tokens: 10,
+      system: [{ type: "text", text: "Be brief.", cache_control: { type: "ephemeral" } }, { type: "text", text: "Plan mode." }, { type: "text", text: "No tools." }],
+      messages: [
+        { role: "user", content: "Hi" },
+        { role: "user", content: "Go" },
+      ],
+    });
+    assertAnthropicRequest(withSystemMessagesHoisted(body, "2023-06-01"), { endpoint: "messages", version: "2023-06-01" });
+  });
+
+  test("a string system prompt becomes the first block; none at all starts the list", () => {
+    assert.deepEqual(withSystemMessagesHoisted({ ...body, system: "Be brief." }, undefined)?.system, [{ type: "text", text: "Be brief." }, { type: "text", text: "Plan mode." }, { type: "text", text: "No tools." }]);
+    const { system: _system, ...without } = body;
+    assert.deepEqual(withSystemMessagesHoisted(without, "2023-06-01")?.system, [{ type: "text", text: "Plan mode." }, { type: "text", text: "No tools." }]);
+  });
+
+  test("nothing to change (no system message, a route on 2026-10-21 or later, not a Messages body) → undefined", () => {
+    assert.equal(withSystemMessagesHoisted({ ...body, messages: [{ role: "user", content: "Hi" }] }, "2023-06-01"), undefined);
+    assert.equal(withSystemMessagesHoisted(body, "2026-10-21"), undefined);
+    assert.equal(withSystemMessagesHoisted(body, "2027-01-01"), undefined);
+    assert.equal(withSystemMessagesHoisted("nope", "2023-06-01"), undefined);
+    assert.equal(withSystemMessagesHoisted({ messages: "nope" }, "2023-06-01"), undefined);
   });
 });

@@ -90,6 +90,17 @@ describe("response translation, edge cases", () => {
     assert.equal(message.stop_reason, "tool_use");
   });
 
+  test("finish_reason tool_calls with no call left (a server's tool parser failed) is end_turn: no tool_use to wait for", () => {
+    const message = chatToMessagesResponse({ choices: [{ message: { content: "<tool_call>{\"name\": \"f\"" }, finish_reason: "tool_calls" }] }, "m");
+    assert.equal(message.stop_reason, "end_turn");
+    assert.deepEqual(message.content, [{ type: "text", text: '<tool_call>{"name": "f"' }]);
+  });
+
+  test("DeepSeek's cache hits (prompt_cache_hit_tokens) are cache reads, apart from the input", () => {
+    const message = chatToMessagesResponse({ choices: [{ message: { content: "x" }, finish_reason: "stop" }], usage: { prompt_tokens: 100, completion_tokens: 5, prompt_cache_hit_tokens: 64, prompt_cache_miss_tokens: 36 } }, "m");
+    assert.deepEqual(message.usage, { input_tokens: 36, output_tokens: 5, cache_read_input_tokens: 64 });
+  });
+
   test("a matched stop string not among the request's stop sequences is a natural end", () => {
     const message = chatToMessagesResponse({ choices: [{ message: { content: "x" }, finish_reason: "stop", stop_reason: 128009 }] }, "m", ["END"]);
     assert.equal(message.stop_reason, "end_turn");

@@ -335,8 +335,14 @@ describe("ChatToMessagesStream: edge cases", () => {
     assert.deepEqual(stopOf(run([chunk({}, "stop", { stop_reason: 128009 })], stops)), { stop_reason: "end_turn", stop_sequence: null });
     assert.deepEqual(stopOf(run([chunk({}, "stop", { stop_reason: "<|im_end|>" })], stops)), { stop_reason: "end_turn", stop_sequence: null });
     assert.deepEqual(stopOf(run([chunk({}, "stop", { stop_reason: "END" })])), { stop_reason: "end_turn", stop_sequence: null });
-    for (const [finish, stop] of [["length", "max_tokens"], ["tool_calls", "tool_use"], ["function_call", "tool_use"], ["content_filter", "refusal"], ["insufficient_system_resource", "end_turn"]]) {
+    for (const [finish, stop] of [["length", "max_tokens"], ["content_filter", "refusal"], ["insufficient_system_resource", "end_turn"]]) {
       assert.deepEqual(stopOf(run([chunk({}, finish)])), { stop_reason: stop, stop_sequence: null }, String(finish));
+    }
+    // A tool_calls finish is tool_use with a call, and end_turn without one (a server's tool parser that failed
+    // leaves its raw text): an agent would wait for a tool_use block that is not there.
+    for (const finish of ["tool_calls", "function_call"]) {
+      assert.deepEqual(stopOf(run([chunk(call(0, { id: "call_1", name: "f", args: "{}" })), chunk({}, finish)])), { stop_reason: "tool_use", stop_sequence: null }, finish);
+      assert.deepEqual(stopOf(run([chunk({ content: "<tool_call>{...}" }), chunk({}, finish)])), { stop_reason: "end_turn", stop_sequence: null }, finish);
     }
   });
 

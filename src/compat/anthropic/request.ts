@@ -12,6 +12,7 @@
  * receiving a silently different answer.
  */
 
+import { createHash } from "node:crypto";
 import { toolUseIdOf } from "./response.js";
 
 export type Translated = { ok: true; body: Record<string, unknown> } | { ok: false; message: string; param?: string };
@@ -105,6 +106,8 @@ export function messagesToChatRequest(body: unknown, model: string, options: { m
     const stop = input.stop_sequences;
     if (stop !== undefined && stop !== null) {
       if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string")) fail("stop_sequences must be a list of strings", "stop_sequences");
+      // OpenAI takes at most 4 ("array too long"): more would fail upstream on a field the client never sent.
+      if ((stop as string[]).length > MAX_CHAT_STOPS) fail(`OpenAI-compatible upstreams take at most ${MAX_CHAT_STOPS} stop sequences; this request has ${(stop as string[]).length}`, "stop_sequences");
       if ((stop as string[]).length > 0) out.stop = [...(stop as string[])];
     }
     for (const field of ["temperature", "top_p"]) {
@@ -114,7 +117,7 @@ export function messagesToChatRequest(body: unknown, model: string, options: { m
     // top_k has no Chat Completions field (a few providers take it as an extension, most reject unknown fields): dropped.
     // thinking is dropped too: there is no portable field to ask an OpenAI-compatible model to reason.
 
-    if (isObject(input.metadata) && typeof input.metadata.user_id === "string") out.user = input.metadata.user_id;
+    if (isObject(input.metadata) && typeof input.metadata.user_id === "string" && input.metadata.user_id) out.user = callerId(input.metadata.user_id, 64);
 
     if (input.stream === true) {
       out.stream = true;
@@ -339,8 +342,9 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
 
     const systems: string[] = [];
     const turns: Turn[] = [];
+    const ids = new ToolIds();
     (input.messages as unknown[]).forEach((message, i) => {
-      const turn = anthropicTurn(message, i, systems);
+      const turn = anthropicTurn(message, i, systems, ids);
       if (turn) turns.push(turn);
     });
 
@@ -350,6 +354,12 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
     const system = systems.filter((text) => !isBlank(text)).join("\n\n");
     if (system) out.system = system;
     out.messages = mergeTurns(turns);
+    if ((out.messages as Json[]).length === 0) {
+      // A prompt that is only system text (OpenAI answers it; Anthropic needs a message): it becomes the user's.
+      if (!system) return fail("the conversation has no user or assistant content", "messages");
+      out.messages = [{ role: "user", content: system }];
+      delete out.system;
+    }
     out.max_tokens = maxTokensValue(input.max_completion_tokens, "max_completion_tokens") ?? maxTokensValue(input.max_tokens, "max_tokens") ?? options.defaultMaxTokens;
 
     const stop = input.stop;
@@ -374,7 +384,7 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
     if (topP !== undefined && temperature === undefined) out.top_p = topP;
 
     const user = typeof input.user === "string" ? input.user : typeof input.safety_identifier === "string" ? input.safety_identifier : undefined;
-    if (user) out.metadata = { user_id: user };
+    if (user) out.metadata = { user_id: callerId(user, 256) };
 
     // stream_options is not forwarded: Anthropic streams always report usage.
     if (input.stream === true) out.stream = true;
@@ -414,7 +424,38 @@ interface Turn {
   content: string | Json[];
 }
 
-function anthropicTurn(message: unknown, i: number, systems: string[]): Turn | undefined {
+/**
+ * Tool-call ids as Anthropic takes them: unique in the whole request. OpenAI-compatible servers only keep them
+ * unique within one answer (Kimi numbers calls `name:0` again every turn; mapping foreign characters to `_` can
+ * merge two), and Anthropic refuses a history that repeats one. A tool message answers the earliest call of the
+ * latest assistant turn that has its id and is not answered yet.
+ */
+class ToolIds {
+  private readonly used = new Set<string>();
+  private open = new Map<string, string[]>();
+
+  /** An assistant turn with tool calls begins: the calls tool messages can answer are its own. */
+  turn(): void {
+    this.open = new Map();
+  }
+
+  call(clientId: string): string {
+    const base = toolUseIdOf(clientId);
+    let id = base;
+    for (let n = 2; this.used.has(id); n++) id = `${base}_${n}`;
+    this.used.add(id);
+    const list = this.open.get(clientId);
+    if (list) list.push(id);
+    else this.open.set(clientId, [id]);
+    return id;
+  }
+
+  result(clientId: string): string {
+    return this.open.get(clientId)?.shift() ?? toolUseIdOf(clientId);
+  }
+}
+
+function anthropicTurn(message: unknown, i: number, systems: string[], ids: ToolIds): Turn | undefined {
   const param = `messages[${i}]`;
   if (!isObject(message)) return fail("each message must be an object", param);
   switch (message.role) {
@@ -425,9 +466,9 @@ function anthropicTurn(message: unknown, i: number, systems: string[]): Turn | u
     case "user":
       return userTurn(message.content, param, i);
     case "assistant":
-      return assistantTurn(message, param, i);
+      return assistantTurn(message, param, i, ids);
     case "tool":
-      return toolTurn(message, param);
+      return toolTurn(message, param, ids);
     case "function":
       return fail("legacy function messages are not supported by Anthropic routes; send tool messages instead", `${param}.role`);
     default:
@@ -477,6 +518,32 @@ function userTurn(content: unknown, param: string, i: number): Turn {
 }
 
 const IMAGE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+const IMAGE_ALIASES: Record<string, string> = { "image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg" };
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** The image type its first bytes show, for the four types Anthropic takes. */
+function sniffImage(base64: string): string | undefined {
+  const head = Buffer.from(base64.slice(0, 24), "base64");
+  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return "image/jpeg";
+  if (head.subarray(0, 8).equals(PNG_SIGNATURE)) return "image/png";
+  if (head.subarray(0, 4).toString("latin1") === "GIF8") return "image/gif";
+  if (head.subarray(0, 4).toString("latin1") === "RIFF" && head.subarray(8, 12).toString("latin1") === "WEBP") return "image/webp";
+  return undefined;
+}
+
+/** OpenAI takes at most this many stop sequences. */
+const MAX_CHAT_STOPS = 4;
+
+const SAFE_CALLER_ID = /^[a-zA-Z0-9_-]+$/;
+
+/**
+ * A caller id the other API accepts: as sent when it fits, else a stable hash (the same user keeps the same id).
+ * Claude Code's metadata.user_id is a JSON string of about 180 characters where OpenAI caps `user` at 64, and an
+ * e-mail address in `user` is refused by Anthropic.
+ */
+function callerId(id: string, max: number): string {
+  return SAFE_CALLER_ID.test(id) && id.length <= max ? id : createHash("sha256").update(id).digest("hex").slice(0, Math.min(64, max));
+}
 
 function anthropicImage(part: Json, path: string): Json {
   const url = isObject(part.image_url) ? part.image_url.url : part.image_url;
@@ -484,13 +551,16 @@ function anthropicImage(part: Json, path: string): Json {
   if (/^https?:\/\//i.test(url)) return { type: "image", source: { type: "url", url } };
   const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
   if (!data) return fail("an image url must be http(s) or a base64 data: URL", `${path}.image_url.url`);
-  const mediaType = data[1]!.toLowerCase();
+  // The bytes say what the image is: clients label JPEGs image/jpg, or screenshots image/png whatever they are, and
+  // Anthropic refuses an image whose label does not match its content.
+  const declared = data[1]!.toLowerCase();
+  const mediaType = sniffImage(data[2]!) ?? IMAGE_ALIASES[declared] ?? declared;
   if (!IMAGE_TYPES.includes(mediaType)) return fail(`images of type ${mediaType} are not supported by Anthropic routes (jpeg, png, gif, webp are)`, `${path}.image_url.url`);
   return { type: "image", source: { type: "base64", media_type: mediaType, data: data[2]! } };
 }
 
 
-function assistantTurn(message: Json, param: string, i: number): Turn | undefined {
+function assistantTurn(message: Json, param: string, i: number, ids: ToolIds): Turn | undefined {
   const blocks: Json[] = [];
   let text = textOf(message.content, `${param}.content`, true, "");
   if (!text && typeof message.refusal === "string") text = message.refusal;
@@ -500,6 +570,7 @@ function assistantTurn(message: Json, param: string, i: number): Turn | undefine
   const calls = message.tool_calls;
   if (calls !== undefined && calls !== null) {
     if (!Array.isArray(calls)) return fail("tool_calls must be a list", `${param}.tool_calls`);
+    if (calls.length > 0) ids.turn();
     calls.forEach((call, j) => {
       const path = `${param}.tool_calls[${j}]`;
       if (!isObject(call)) return fail("each tool call must be an object", path);
@@ -507,7 +578,7 @@ function assistantTurn(message: Json, param: string, i: number): Turn | undefine
       if (typeof call.id !== "string" || call.id.length === 0) return fail("a tool call needs an id", `${path}.id`);
       const fn = call.function;
       if (!isObject(fn) || typeof fn.name !== "string") return fail("a tool call needs a function name", `${path}.function.name`);
-      blocks.push({ type: "tool_use", id: toolUseIdOf(call.id), name: fn.name, input: toolInput(fn.arguments, `${path}.function.arguments`) });
+      blocks.push({ type: "tool_use", id: ids.call(call.id), name: fn.name, input: toolInput(fn.arguments, `${path}.function.arguments`) });
     });
   } else if (isObject(message.function_call)) {
     const fn = message.function_call;
@@ -535,10 +606,10 @@ function toolInput(args: unknown, param: string): Json {
   return isObject(parsed) ? parsed : {};
 }
 
-function toolTurn(message: Json, param: string): Turn {
+function toolTurn(message: Json, param: string, ids: ToolIds): Turn {
   if (typeof message.tool_call_id !== "string" || message.tool_call_id.length === 0) return fail("a tool message needs a tool_call_id", `${param}.tool_call_id`);
   const content = textOf(message.content, `${param}.content`, false, "\n");
-  return { role: "user", content: [{ type: "tool_result", tool_use_id: toolUseIdOf(message.tool_call_id), content }] };
+  return { role: "user", content: [{ type: "tool_result", tool_use_id: ids.result(message.tool_call_id), content }] };
 }
 
 /**
@@ -633,4 +704,38 @@ function anthropicToolChoice(choice: unknown): Json | undefined {
 function legacyFunctionChoice(choice: unknown): unknown {
   if (isObject(choice) && typeof choice.name === "string") return { type: "function", function: { name: choice.name } };
   return choice;
+}
+
+// ---------------------------------------------------------------------------
+// Messages → Messages, for an upstream on an older API version
+
+/** The API version that allows `role: "system"` messages inside `messages`. */
+const SYSTEM_MESSAGES_VERSION = "2026-10-21";
+
+/**
+ * A Messages body written for API 2026-10-21 (system messages inside the
+ * conversation), as an upstream on an older version accepts it: each such
+ * message's text joins the top-level `system`, in order. Undefined when there
+ * is nothing to change or the upstream's version allows them, so a body is only
+ * rewritten when it would otherwise be refused.
+ */
+export function withSystemMessagesHoisted(body: unknown, upstreamVersion: string | undefined): Json | undefined {
+  if (upstreamVersion !== undefined && upstreamVersion >= SYSTEM_MESSAGES_VERSION) return undefined;
+  if (!isObject(body) || !Array.isArray(body.messages)) return undefined;
+  const messages = body.messages as unknown[];
+  if (!messages.some((message) => isObject(message) && message.role === "system")) return undefined;
+  const blocks: Json[] = typeof body.system === "string" ? (body.system.trim() ? [{ type: "text", text: body.system }] : []) : Array.isArray(body.system) ? [...(body.system as Json[])] : [];
+  const rest: unknown[] = [];
+  for (const message of messages) {
+    if (!isObject(message) || message.role !== "system") {
+      rest.push(message);
+      continue;
+    }
+    if (typeof message.content === "string") {
+      if (message.content.trim()) blocks.push({ type: "text", text: message.content });
+    } else if (Array.isArray(message.content)) {
+      for (const block of message.content) if (isObject(block) && block.type === "text" && typeof block.text === "string" && block.text.trim()) blocks.push(block);
+    }
+  }
+  return { ...body, system: blocks, messages: rest };
 }

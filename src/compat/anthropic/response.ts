@@ -57,7 +57,8 @@ export function anthropicUsageOf(usage: unknown): Json {
   if (!isObject(usage)) return { input_tokens: 0, output_tokens: 0 };
   const prompt = num(usage.prompt_tokens) ?? 0;
   const details = isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : undefined;
-  const cached = num(details?.cached_tokens);
+  // DeepSeek reports its cache hits in a field of its own.
+  const cached = num(details?.cached_tokens) ?? num(usage.prompt_cache_hit_tokens);
   const out: Json = { input_tokens: Math.max(0, prompt - (cached ?? 0)), output_tokens: num(usage.completion_tokens) ?? 0 };
   if (cached !== undefined) out.cache_read_input_tokens = cached;
   return out;
@@ -140,7 +141,8 @@ export function chatToMessagesResponse(chat: unknown, model: string, stopSequenc
     model,
     content,
     // Some providers answer tool calls with finish_reason "stop": the blocks say what the client must do next.
-    stop_reason: calls.length > 0 && stop_reason === "end_turn" ? "tool_use" : stop_reason,
+    // And a tool_calls finish with no call (a server's tool parser that failed) would leave an agent waiting for one.
+    stop_reason: calls.length > 0 && stop_reason === "end_turn" ? "tool_use" : calls.length === 0 && stop_reason === "tool_use" ? "end_turn" : stop_reason,
     stop_sequence,
     usage: anthropicUsageOf(record.usage),
   };

@@ -133,6 +133,8 @@ export class ChatToMessagesStream {
     let stop = this.stop ?? { stop_reason: sawTools ? "tool_use" : "end_turn", stop_sequence: null };
     // Some providers end tool calls with finish_reason "stop": the blocks say what the client must do next.
     if (sawTools && stop.stop_reason === "end_turn") stop = { stop_reason: "tool_use", stop_sequence: null };
+    // And a tool_calls finish with no call (a server's tool parser that failed) would leave an agent waiting for one.
+    if (!sawTools && stop.stop_reason === "tool_use") stop = { stop_reason: "end_turn", stop_sequence: null };
     // The SDK throws on a message_delta without usage, and takes input_tokens from it when present.
     const usage: Json = { output_tokens: 0 };
     if (this.usage) {
