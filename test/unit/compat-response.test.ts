@@ -4,9 +4,12 @@ import { readdirSync, readFileSync } from "node:fs";
 import {
   chatToMessagesResponse,
   messagesToChatResponse,
+  providerToolIdOf,
   toAnthropicError,
   toOpenAIError,
+  toolUseIdOf,
 } from "../../src/compat/anthropic/response.js";
+import { messagesToChatRequest } from "../../src/compat/anthropic/request.js";
 
 type Json = Record<string, unknown>;
 
@@ -101,6 +104,30 @@ describe("response translation, edge cases", () => {
     assert.deepEqual(message.usage, { input_tokens: 36, output_tokens: 5, cache_read_input_tokens: 64 });
   });
 
+  test("Kimi's tool ids survive the round trip: the Anthropic client's next turn gives Kimi its own ids back", () => {
+    const answer = chatToMessagesResponse({ choices: [{ message: { tool_calls: [{ id: "functions.read:0", type: "function", function: { name: "read", arguments: '{"path":"a"}' } }] }, finish_reason: "tool_calls" }] }, "kimi");
+    const toolUse = (answer.content as { type: string; id: string }[])[0]!;
+    const next = messagesToChatRequest(
+      {
+        model: "kimi",
+        max_tokens: 100,
+        messages: [
+          { role: "user", content: "Read a." },
+          { role: "assistant", content: answer.content },
+          { role: "user", content: [{ type: "tool_result", tool_use_id: toolUse.id, content: "file a" }] },
+        ],
+      },
+      "kimi",
+    );
+    assert.ok(next.ok);
+    const messages = (next.body as { messages: { role: string; tool_calls?: { id: string }[]; tool_call_id?: string }[] }).messages;
+    assert.equal(messages[1]?.tool_calls?.[0]?.id, "functions.read:0");
+    assert.equal(messages[2]?.tool_call_id, "functions.read:0");
+    // Ids that already fit pass through untouched, both ways.
+    assert.equal(providerToolIdOf("call_abc-1"), "call_abc-1");
+    assert.equal(toolUseIdOf("call_abc-1"), "call_abc-1");
+  });
+
   test("a matched stop string not among the request's stop sequences is a natural end", () => {
     const message = chatToMessagesResponse({ choices: [{ message: { content: "x" }, finish_reason: "stop", stop_reason: 128009 }] }, "m", ["END"]);
     assert.equal(message.stop_reason, "end_turn");
@@ -137,7 +164,12 @@ describe("response translation, edge cases", () => {
       { choices: [{ message: { content: "\n\n", tool_calls: [{ id: "functions.get_weather:0", function: { name: "get_weather", arguments: "{}" } }] }, finish_reason: "tool_calls" }] },
       "m",
     );
-    assert.deepEqual(message.content, [{ type: "tool_use", id: "functions_get_weather_0", name: "get_weather", input: {} }]);
+    const content = message.content as { type: string; id: string; name: string; input: unknown }[];
+    assert.equal(content.length, 1);
+    const block = content[0]!;
+    assert.equal(block.type, "tool_use");
+    assert.match(block.id, /^[a-zA-Z0-9_-]+$/);
+    assert.deepEqual([block.name, block.input], ["get_weather", {}]);
   });
 
   test("a refusal is the answer's text and its stop reason", () => {

@@ -5,6 +5,7 @@ import Anthropic, { APIError as AnthropicAPIError } from "@anthropic-ai/sdk";
 import OpenAI, { APIError as OpenAIAPIError } from "openai";
 import { SseParser } from "../../src/stream/sse.js";
 import { ChatToMessagesStream, MessagesToChatStream, encodeAnthropicEvent, type AnthropicEvent } from "../../src/compat/anthropic/stream.js";
+import { providerToolIdOf } from "../../src/compat/anthropic/response.js";
 
 type Json = Record<string, unknown>;
 
@@ -375,7 +376,9 @@ describe("ChatToMessagesStream: edge cases", () => {
   test("tool call ids Anthropic would refuse are mapped as in the complete answer (Kimi's functions.name:0)", () => {
     const events = run([chunk(call(0, { id: "functions.get_weather:0", name: "get_weather", args: "{}" })), chunk(call(1, { id: "functions.get_time:1", name: "get_time", args: "{}" })), chunk({}, "tool_calls")]);
     const ids = events.flatMap((e) => (e.event === "content_block_start" ? [(e.data.content_block as Json).id] : []));
-    assert.deepEqual(ids, ["functions_get_weather_0", "functions_get_time_1"]);
+    assert.ok(ids.every((id) => typeof id === "string" && /^[a-zA-Z0-9_-]+$/.test(id)), String(ids));
+    assert.equal(new Set(ids).size, 2);
+    assert.deepEqual(ids.map((id) => providerToolIdOf(id as string)), ["functions.get_weather:0", "functions.get_time:1"], "the provider gets its own ids back");
   });
 
   test("the legacy function_call delta is a tool_use block", () => {

@@ -13,7 +13,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { toolUseIdOf } from "./response.js";
+import { providerToolIdOf, toolUseIdOf } from "./response.js";
 
 export type Translated = { ok: true; body: Record<string, unknown> } | { ok: false; message: string; param?: string };
 
@@ -251,7 +251,7 @@ function toolMessage(block: Json, path: string): { message: Json; images: Json[]
   let text = texts.join("\n");
   // A tool message has no error flag: the prefix is how the model still learns that the call failed.
   if (block.is_error === true) text = `Error: ${text}`;
-  return { message: { role: "tool", tool_call_id: block.tool_use_id, content: text }, images };
+  return { message: { role: "tool", tool_call_id: providerToolIdOf(block.tool_use_id), content: text }, images };
 }
 
 function assistantChatMessages(content: string | unknown[], param: string): Json[] {
@@ -268,7 +268,7 @@ function assistantChatMessages(content: string | unknown[], param: string): Json
       case "tool_use":
         if (typeof block.id !== "string") return fail("a tool_use block needs an id", `${path}.id`);
         if (typeof block.name !== "string") return fail("a tool_use block needs a name", `${path}.name`);
-        return void calls.push({ id: block.id, type: "function", function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
+        return void calls.push({ id: providerToolIdOf(block.id), type: "function", function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) } });
       case "thinking":
       case "redacted_thinking":
         return; // OpenAI-compatible upstreams take no reasoning back in the history

@@ -87,13 +87,23 @@ export function chatIdOf(messageId: unknown): string {
   return `chatcmpl-${typeof messageId === "string" && messageId.length > 0 ? messageId : `gw${randomBytes(12).toString("hex")}`}`;
 }
 
+const SAFE_TOOL_ID = /^[a-zA-Z0-9_-]+$/;
+const ENCODED_TOOL_ID = /^gwid_((?:[0-9a-f]{2})+)$/;
+
 /**
- * A tool call id as Anthropic accepts it (^[a-zA-Z0-9_-]+$): ids from other providers (Kimi's
- * `functions.get:0`) come back in the next turn's history, which an Anthropic route must accept
- * too. The request translator applies the same mapping to the ids a client sends back.
+ * A tool call id as Anthropic accepts it (^[a-zA-Z0-9_-]+$). Ids from other providers (Kimi's
+ * `functions.get:0`) come back in the next turn's history, which an Anthropic route must accept too,
+ * and which the provider itself needs back as it wrote it (Kimi reads its own ids in the history):
+ * so an id that does not fit is encoded reversibly (`gwid_` + its bytes in hex), not mangled.
  */
 export function toolUseIdOf(id: string): string {
-  return id.replace(/[^a-zA-Z0-9_-]/g, "_");
+  return SAFE_TOOL_ID.test(id) ? id : `gwid_${Buffer.from(id, "utf8").toString("hex")}`;
+}
+
+/** The provider's own id for one `toolUseIdOf` encoded; any other id as it is. */
+export function providerToolIdOf(id: string): string {
+  const encoded = ENCODED_TOOL_ID.exec(id);
+  return encoded ? Buffer.from(encoded[1] as string, "hex").toString("utf8") : id;
 }
 
 /** A tool call's JSON arguments as Anthropic's `input` object; what does not parse to an object becomes `{}`. */
