@@ -134,7 +134,8 @@ export function messagesToChatRequest(body: unknown, model: string, options: { m
       if (isObject(input.tool_choice) && input.tool_choice.disable_parallel_tool_use === true) out.parallel_tool_calls = false;
     }
 
-    const format = chatResponseFormat(input.output_config);
+    // output_config.format, or the structured-outputs beta's top-level output_format.
+    const format = chatResponseFormat(input.output_config) ?? (input.output_format !== undefined && input.output_format !== null ? chatResponseFormat({ format: input.output_format }, "output_format") : undefined);
     if (format) out.response_format = format;
     // service_tier, context_management, output_config.effort and other fields only tune the answer: dropped.
     return out;
@@ -295,6 +296,8 @@ function chatTools(tools: unknown): Json[] {
     const fn: Json = { name: tool.name };
     if (typeof tool.description === "string") fn.description = tool.description;
     fn.parameters = isObject(tool.input_schema) ? tool.input_schema : { type: "object", properties: {} };
+    // Strict tool use is OpenAI's strict function calling: the same promise that the input fits the schema.
+    if (tool.strict === true) fn.strict = true;
     return { type: "function", function: fn };
   });
 }
@@ -318,11 +321,11 @@ function chatToolChoice(choice: unknown): unknown {
 }
 
 /** Anthropic structured outputs (`output_config.format`) as OpenAI's json_schema response format. */
-function chatResponseFormat(config: unknown): Json | undefined {
+function chatResponseFormat(config: unknown, param = "output_config.format"): Json | undefined {
   if (!isObject(config) || config.format === undefined || config.format === null) return undefined;
   const format = config.format;
   if (!isObject(format) || format.type !== "json_schema" || !isObject(format.schema)) {
-    return fail("output_config.format must be a json_schema format with a schema", "output_config.format");
+    return fail(`${param} must be a json_schema format with a schema`, param);
   }
   return { type: "json_schema", json_schema: { name: "output", schema: format.schema } };
 }
@@ -340,7 +343,7 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
     const input = requireObject(body);
     rejectUnsupported(input);
 
-    const systems: string[] = [];
+    const systems: SystemText[] = [];
     const turns: Turn[] = [];
     const ids = new ToolIds();
     (input.messages as unknown[]).forEach((message, i) => {
@@ -351,8 +354,11 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
     const out: Json = { model };
     // Anthropic has one system prompt (2023-06-01 has no system role in messages): every system and
     // developer message joins it, in order, wherever it stood in the conversation.
-    const system = systems.filter((text) => !isBlank(text)).join("\n\n");
-    if (system) out.system = system;
+    const kept = systems.filter((entry) => !isBlank(entry.text));
+    const system = kept.map((entry) => entry.text).join("\n\n");
+    // Cache breakpoints the client marked (OpenRouter's convention, which clients of Claude send) keep the blocks.
+    if (kept.some((entry) => entry.cache)) out.system = kept.map((entry) => ({ type: "text", text: entry.text, ...(entry.cache ? { cache_control: entry.cache } : {}) }));
+    else if (system) out.system = system;
     out.messages = mergeTurns(turns);
     if ((out.messages as Json[]).length === 0) {
       // A prompt that is only system text (OpenAI answers it; Anthropic needs a message): it becomes the user's.
@@ -400,7 +406,7 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
     }
     // Dropped, they only tune the answer and Anthropic has no field for them: frequency_penalty,
     // presence_penalty, seed, logit_bias, store, service_tier, reasoning_effort, verbosity, modalities,
-    // prediction, web_search_options, prompt_cache_key, and OpenAI's own metadata.
+    // prediction, prompt_cache_key, and OpenAI's own metadata.
     return out;
   });
 }
@@ -416,6 +422,8 @@ function rejectUnsupported(input: Json): void {
   if (input.logprobs === true) fail("logprobs are not supported by Anthropic routes", "logprobs");
   if (typeof input.top_logprobs === "number" && input.top_logprobs > 0) fail("top_logprobs are not supported by Anthropic routes", "top_logprobs");
   if (input.audio !== undefined && input.audio !== null) fail("audio output is not supported by Anthropic routes", "audio");
+  // It makes the request search the web: dropped, the answer would silently be one without a search.
+  if (input.web_search_options !== undefined && input.web_search_options !== null) fail("web_search_options (web search) is not supported by Anthropic routes", "web_search_options");
 }
 
 /** One translated message before merging: `content` is a block list, or a string for a lone user text. */
@@ -455,13 +463,27 @@ class ToolIds {
   }
 }
 
-function anthropicTurn(message: unknown, i: number, systems: string[], ids: ToolIds): Turn | undefined {
+/** A system or developer message's text, and the cache breakpoint the client put on it. */
+interface SystemText {
+  readonly text: string;
+  readonly cache: Json | undefined;
+}
+
+/** The cache_control of the last part that has one (a breakpoint caches everything before it). */
+function cacheOf(content: unknown): Json | undefined {
+  if (!Array.isArray(content)) return undefined;
+  let cache: Json | undefined;
+  for (const part of content) if (isObject(part) && isObject(part.cache_control)) cache = part.cache_control;
+  return cache;
+}
+
+function anthropicTurn(message: unknown, i: number, systems: SystemText[], ids: ToolIds): Turn | undefined {
   const param = `messages[${i}]`;
   if (!isObject(message)) return fail("each message must be an object", param);
   switch (message.role) {
     case "system":
     case "developer":
-      systems.push(textOf(message.content, `${param}.content`, false));
+      systems.push({ text: textOf(message.content, `${param}.content`, false), cache: cacheOf(message.content) });
       return undefined;
     case "user":
       return userTurn(message.content, param, i);
@@ -505,7 +527,7 @@ function userTurn(content: unknown, param: string, i: number): Turn {
       case "text":
         if (typeof part.text !== "string") return fail("a text part needs a text string", `${path}.text`);
         // Anthropic rejects empty and whitespace-only text blocks.
-        if (!isBlank(part.text)) blocks.push({ type: "text", text: part.text });
+        if (!isBlank(part.text)) blocks.push({ type: "text", text: part.text, ...(isObject(part.cache_control) ? { cache_control: part.cache_control } : {}) });
         return;
       case "image_url":
         return void blocks.push(anthropicImage(part, path));
