@@ -195,7 +195,7 @@ function userChatMessages(content: string | unknown[], param: string): Json[] {
       case "tool_result": {
         const result = toolMessage(block, path);
         tools.push(result.message);
-        if (result.images.length > 0) toolImages.push({ role: "user", content: [{ type: "text", text: `(images returned by tool ${String(block.tool_use_id)})` }, ...result.images] });
+        if (result.images.length > 0) toolImages.push({ type: "text", text: `(images returned by tool ${String(block.tool_use_id)})` }, ...result.images);
         return;
       }
       case "thinking":
@@ -205,9 +205,12 @@ function userChatMessages(content: string | unknown[], param: string): Json[] {
         return fail(`${blockName(block.type)} content blocks have no equivalent on OpenAI-compatible upstreams`, path);
     }
   });
-  const out = [...tools, ...toolImages];
-  if (parts.length > 0) out.push({ role: "user", content: partsContent(parts) });
-  else if (tools.length === 0 && toolImages.length === 0) out.push({ role: "user", content: "" });
+  // One user message after the tool messages, images the tools returned first: chat templates that drop tool
+  // messages and then require user and assistant to alternate (Mistral's on vLLM) refuse two in a row.
+  const out = [...tools];
+  const userParts = [...toolImages, ...parts];
+  if (userParts.length > 0) out.push({ role: "user", content: partsContent(userParts) });
+  else if (tools.length === 0) out.push({ role: "user", content: "" });
   return out;
 }
 
