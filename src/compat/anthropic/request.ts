@@ -363,6 +363,11 @@ export function chatToMessagesRequest(body: unknown, model: string, options: { d
     if (kept.some((entry) => entry.cache)) out.system = kept.map((entry) => ({ type: "text", text: entry.text, ...(entry.cache ? { cache_control: entry.cache } : {}) }));
     else if (system) out.system = system;
     out.messages = mergeTurns(turns);
+    const lastTurn = (out.messages as Json[]).at(-1);
+    if (lastTurn?.role === "assistant" && turns.at(-1)?.role === "user") {
+      // The user's last message was empty: without it the assistant's would be a prefill to continue, not answer.
+      return fail("the last user message is empty, which Anthropic rejects", `messages[${(input.messages as unknown[]).length - 1}].content`);
+    }
     if ((out.messages as Json[]).length === 0) {
       // A prompt that is only system text (OpenAI answers it; Anthropic needs a message): it becomes the user's.
       if (!system) return fail("the conversation has no user or assistant content", "messages");
@@ -518,7 +523,7 @@ function textOf(content: unknown, param: string, refusals: boolean, separator = 
 
 function userTurn(content: unknown, param: string, i: number): Turn {
   if (typeof content === "string") {
-    if (content.length === 0) return fail(`user message ${i} is empty, which Anthropic rejects`, `${param}.content`);
+    // An empty one is left out once turns are merged (Anthropic refuses it; next to tool results it says nothing).
     return { role: "user", content };
   }
   if (!Array.isArray(content)) return fail("message content must be a string or a list of content parts", `${param}.content`);
@@ -538,7 +543,6 @@ function userTurn(content: unknown, param: string, i: number): Turn {
         return fail(`${blockName(part.type)} content parts are not supported by Anthropic routes`, path);
     }
   });
-  if (blocks.length === 0) return fail(`user message ${i} is empty, which Anthropic rejects`, `${param}.content`);
   return { role: "user", content: blocks };
 }
 
@@ -655,7 +659,8 @@ function mergeTurns(turns: Turn[]): Json[] {
     }
   }
   trimPrefill(merged);
-  return merged.map((turn) => ({ role: turn.role, content: turn.content }));
+  // Emptiness is judged after merging (" " then "\n" merge into nothing): Anthropic refuses an empty turn.
+  return merged.filter((turn) => (typeof turn.content === "string" ? !isBlank(turn.content) : turn.content.length > 0)).map((turn) => ({ role: turn.role, content: turn.content }));
 }
 
 function blocksOf(content: string | Json[]): Json[] {
