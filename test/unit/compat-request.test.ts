@@ -208,3 +208,34 @@ describe("withSystemMessagesHoisted (a 2026-10-21 body for a route on an older v
     assert.equal(withSystemMessagesHoisted({ messages: "nope" }, "2023-06-01"), undefined);
   });
 });
+
+describe("tool-call ids sent to Anthropic", () => {
+  test("calls split across consecutive assistant messages are one turn: each tool message answers its own call", () => {
+    const call = (id: string, name: string) => ({ id, type: "function", function: { name, arguments: "{}" } });
+    const result = chatToMessagesRequest(
+      {
+        model: "m",
+        messages: [
+          { role: "user", content: "Go." },
+          { role: "assistant", content: null, tool_calls: [call("functions.a:0", "a")] },
+          { role: "tool", tool_call_id: "functions.a:0", content: "A1" },
+          { role: "user", content: "Again." },
+          { role: "assistant", content: null, tool_calls: [call("functions.a:0", "a")] },
+          { role: "assistant", content: null, tool_calls: [call("functions.b:1", "b")] },
+          { role: "tool", tool_call_id: "functions.a:0", content: "A2" },
+          { role: "tool", tool_call_id: "functions.b:1", content: "B2" },
+        ],
+      },
+      "claude-up",
+      DEFAULTS,
+    );
+    assert.ok(result.ok, JSON.stringify(result));
+    if (!result.ok) return;
+    assertAnthropicRequest(result.body, { endpoint: "messages", version: "2023-06-01" });
+    const messages = result.body.messages as { role: string; content: { type: string; id?: string; tool_use_id?: string; content?: unknown }[] }[];
+    const uses = messages[3]!.content.map((block) => block.id);
+    const answers = messages[4]!.content.map((block) => [block.tool_use_id, block.content]);
+    assert.equal(new Set([messages[1]!.content[0]!.id, ...uses]).size, 3, "tool_use ids repeat");
+    assert.deepEqual(answers, [[uses[0], "A2"], [uses[1], "B2"]]);
+  });
+});

@@ -123,6 +123,9 @@ describe("response translation, edge cases", () => {
     const messages = (next.body as { messages: { role: string; tool_calls?: { id: string }[]; tool_call_id?: string }[] }).messages;
     assert.equal(messages[1]?.tool_calls?.[0]?.id, "functions.read:0");
     assert.equal(messages[2]?.tool_call_id, "functions.read:0");
+    // An id that only looks encoded (a client's own, or not valid UTF-8 once decoded) is not decoded.
+    for (const id of ["gwid_6869", "gwid_ff", "gwid_fe"]) assert.equal(providerToolIdOf(id), id);
+    assert.equal(providerToolIdOf(toolUseIdOf("调用:1")), "调用:1");
     // Ids that already fit pass through untouched, both ways.
     assert.equal(providerToolIdOf("call_abc-1"), "call_abc-1");
     assert.equal(toolUseIdOf("call_abc-1"), "call_abc-1");

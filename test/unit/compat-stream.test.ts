@@ -431,6 +431,17 @@ describe("ChatToMessagesStream: edge cases", () => {
     ]);
   });
 
+  test("an id that changes in every chunk of one call, with no new name, is the same call (Poolside, older mlx servers)", async () => {
+    const chunks = [
+      chunk(call(0, { id: "call_first", name: "read_file", args: '{"path":' })),
+      chunk(call(0, { id: "call_second", args: '"a.txt"' })),
+      chunk(call(0, { id: "call_third", args: "}" })),
+      chunk({}, "tool_calls"),
+    ];
+    const message = await sdkFinalMessage(run(chunks).map(encodeAnthropicEvent).join(""));
+    assert.deepEqual(message.content, [{ type: "tool_use", id: "call_first", name: "read_file", input: { path: "a.txt" } }]);
+  });
+
   test("content given as an array of parts is its text", async () => {
     const chunks = [chunk({ content: [{ type: "text", text: "Hel" }, { type: "thinking", thinking: "hidden" }] }), chunk({ content: [{ type: "text", text: "lo" }] }), chunk({}, "stop")];
     const message = await sdkFinalMessage(run(chunks).map(encodeAnthropicEvent).join(""));

@@ -106,8 +106,6 @@ export function messagesToChatRequest(body: unknown, model: string, options: { m
     const stop = input.stop_sequences;
     if (stop !== undefined && stop !== null) {
       if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string")) fail("stop_sequences must be a list of strings", "stop_sequences");
-      // OpenAI takes at most 4 ("array too long"): more would fail upstream on a field the client never sent.
-      if ((stop as string[]).length > MAX_CHAT_STOPS) fail(`OpenAI-compatible upstreams take at most ${MAX_CHAT_STOPS} stop sequences; this request has ${(stop as string[]).length}`, "stop_sequences");
       if ((stop as string[]).length > 0) out.stop = [...(stop as string[])];
     }
     for (const field of ["temperature", "top_p"]) {
@@ -449,10 +447,18 @@ interface Turn {
 class ToolIds {
   private readonly used = new Set<string>();
   private open = new Map<string, string[]>();
+  /** A user or tool message came since the last assistant message: the next one begins a new turn. */
+  private fresh = true;
 
-  /** An assistant turn with tool calls begins: the calls tool messages can answer are its own. */
+  /** An assistant message with tool calls: the first after a user or tool message begins a turn (consecutive ones merge into one). */
   turn(): void {
-    this.open = new Map();
+    if (this.fresh) this.open = new Map();
+    this.fresh = false;
+  }
+
+  /** A user or tool message: the assistant message after it is a new turn. */
+  other(): void {
+    this.fresh = true;
   }
 
   call(clientId: string): string {
@@ -467,6 +473,7 @@ class ToolIds {
   }
 
   result(clientId: string): string {
+    this.fresh = true;
     return this.open.get(clientId)?.shift() ?? toolUseIdOf(clientId);
   }
 }
@@ -494,6 +501,7 @@ function anthropicTurn(message: unknown, i: number, systems: SystemText[], ids: 
       systems.push({ text: textOf(message.content, `${param}.content`, false), cache: cacheOf(message.content) });
       return undefined;
     case "user":
+      ids.other();
       return userTurn(message.content, param, i);
     case "assistant":
       return assistantTurn(message, param, i, ids);
@@ -559,9 +567,6 @@ function sniffImage(base64: string): string | undefined {
   if (head.subarray(0, 4).toString("latin1") === "RIFF" && head.subarray(8, 12).toString("latin1") === "WEBP") return "image/webp";
   return undefined;
 }
-
-/** OpenAI takes at most this many stop sequences. */
-const MAX_CHAT_STOPS = 4;
 
 const SAFE_CALLER_ID = /^[a-zA-Z0-9_-]+$/;
 

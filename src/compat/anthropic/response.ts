@@ -103,7 +103,10 @@ export function toolUseIdOf(id: string): string {
 /** The provider's own id for one `toolUseIdOf` encoded; any other id as it is. */
 export function providerToolIdOf(id: string): string {
   const encoded = ENCODED_TOOL_ID.exec(id);
-  return encoded ? Buffer.from(encoded[1] as string, "hex").toString("utf8") : id;
+  if (!encoded) return id;
+  const decoded = Buffer.from(encoded[1] as string, "hex").toString("utf8");
+  // Only what toolUseIdOf made: a client's own id that merely looks like one (or not valid UTF-8) stays as it is.
+  return toolUseIdOf(decoded) === id ? decoded : id;
 }
 
 /** A tool call's JSON arguments as Anthropic's `input` object; what does not parse to an object becomes `{}`. */

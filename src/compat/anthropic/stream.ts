@@ -72,7 +72,7 @@ export class ChatToMessagesStream {
   /** Whitespace-only text before anything else: Anthropic refuses such a block back in history, so it waits. */
   private heldSpace = "";
   private sawRefusal = false;
-  /** Upstream tool call index → the key its deltas go to: a new id at an index already used is another call (Ollama, Gemini). */
+  /** Upstream tool call index → the key its deltas go to: a new id and name at an index already used is another call (Ollama, Gemini). */
   private readonly keyOf = new Map<number, { key: number; id: string }>();
   private nextKey = 1 << 20;
 
@@ -105,7 +105,7 @@ export class ChatToMessagesStream {
     const text = textOf(delta.content) + refusal;
     if (text.length > 0) this.text(out, text);
     if (Array.isArray(delta.tool_calls)) {
-      for (const call of delta.tool_calls) if (isObject(call)) this.toolDelta(out, this.keyFor(num(call.index) ?? 0, str(call.id) ?? ""), call);
+      for (const call of delta.tool_calls) if (isObject(call)) this.toolDelta(out, this.keyFor(num(call.index) ?? 0, str(call.id) ?? "", isObject(call.function) && !!str(call.function.name)), call);
     } else if (isObject(delta.function_call)) {
       // The legacy single function call: a key of its own, apart from tool_calls indices.
       this.toolDelta(out, -1, { function: delta.function_call });
@@ -236,13 +236,14 @@ export class ChatToMessagesStream {
     block.buffer += args;
   }
 
-  private keyFor(index: number, id: string): number {
+  /** A new id with a name is a new call; a new id alone is the same call (some servers change the id in every chunk). */
+  private keyFor(index: number, id: string, named: boolean): number {
     const current = this.keyOf.get(index);
     if (current === undefined) {
       this.keyOf.set(index, { key: index, id });
       return index;
     }
-    if (id && current.id && id !== current.id) {
+    if (named && id && current.id && id !== current.id) {
       const next = { key: this.nextKey++, id };
       this.keyOf.set(index, next);
       return next.key;
