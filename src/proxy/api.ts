@@ -87,9 +87,19 @@ export type TranslatedBody = { ok: true; body: Buffer } | { ok: false; message: 
 
 /** The client's body (parsed JSON) in the upstream's API, for `model`. */
 export function translateRequest(codec: Codec, parsed: unknown, model: string, route: Route): TranslatedBody {
-  const result = codec === "chat-from-messages" ? chatToMessagesRequest(parsed, model, { defaultMaxTokens: route.maxTokens }) : messagesToChatRequest(parsed, model, { maxTokensCap: route.maxTokensCap });
+  const result =
+    codec === "chat-from-messages"
+      ? chatToMessagesRequest(parsed, model, { defaultMaxTokens: route.maxTokens })
+      : messagesToChatRequest(parsed, model, { maxTokensCap: route.maxTokensCap, geminiSignatures: isGemini(route) });
   if (!result.ok) return result;
   return { ok: true, body: Buffer.from(JSON.stringify(result.body)) };
+}
+
+/** Google's OpenAI-compatible endpoints (Gemini API, Vertex AI), which want thought signatures back in the history. */
+const GOOGLE_ORIGIN = /^https?:\/\/(?:generativelanguage\.googleapis\.com|(?:[a-z0-9-]+-)?aiplatform\.googleapis\.com)(?::\d+)?$/i;
+
+function isGemini(route: Route): boolean {
+  return GOOGLE_ORIGIN.test(route.origin);
 }
 
 /** One candidate's request, in its upstream's API. */

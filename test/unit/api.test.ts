@@ -2,7 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { makeRoute } from "../../src/config/load.js";
 import type { Route, UpstreamApi } from "../../src/config/types.js";
-import { clientApiOf, codecFor, pathFor, unsupported, type ClientApi } from "../../src/proxy/api.js";
+import { clientApiOf, codecFor, pathFor, translateRequest, unsupported, type ClientApi } from "../../src/proxy/api.js";
 
 function route(url: string, api: UpstreamApi, isBaseUrl = false): Route {
   return makeRoute({
@@ -85,4 +85,36 @@ describe("pathFor", () => {
       assert.equal(pathFor(route(url, api, isBaseUrl), client, pathname, search), expected);
     });
   }
+});
+
+describe("translateRequest: Gemini's thought signatures", () => {
+  const conversation = {
+    model: "c",
+    max_tokens: 100,
+    messages: [
+      { role: "user", content: "Weather and time?" },
+      { role: "assistant", content: [{ type: "tool_use", id: "toolu_1", name: "weather", input: {} }, { type: "tool_use", id: "toolu_2", name: "time", input: {} }] },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: "sun" }, { type: "tool_result", tool_use_id: "toolu_2", content: "noon" }] },
+    ],
+  };
+  const calls = (url: string) => {
+    const translated = translateRequest("messages-from-chat", conversation, "gemini-3-pro", route(url, "openai", true));
+    assert.ok(translated.ok);
+    const body = JSON.parse(translated.body.toString("utf8")) as { messages: { tool_calls?: Record<string, unknown>[] }[] };
+    return body.messages[1]!.tool_calls!;
+  };
+
+  test("on Google's endpoints the first call of a turn carries Gemini's stand-in signature (an Anthropic client cannot keep the real one)", () => {
+    for (const url of ["https://generativelanguage.googleapis.com/v1beta/openai", "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/endpoints/openapi"]) {
+      const [first, second] = calls(url);
+      assert.deepEqual(first!.extra_content, { google: { thought_signature: "skip_thought_signature_validator" } }, url);
+      assert.equal(second!.extra_content, undefined);
+    }
+  });
+
+  test("anywhere else the history has no extra field", () => {
+    for (const url of ["https://api.openai.com/v1", "https://generativelanguage.googleapis.com.example.com/v1", "http://127.0.0.1:8000/v1"]) {
+      assert.ok(calls(url).every((call) => !("extra_content" in call)), url);
+    }
+  });
 });
