@@ -1,6 +1,7 @@
 import type { Route, UpstreamApi } from "../config/types.js";
 import { chatToMessagesRequest, messagesToChatRequest } from "../compat/anthropic/request.js";
 import { upstreamPath } from "../upstream/url.js";
+import { isGoogleOrigin } from "../compat/gemini.js";
 
 /**
  * Which API a client speaks and how each candidate's upstream can serve it:
@@ -90,16 +91,9 @@ export function translateRequest(codec: Codec, parsed: unknown, model: string, r
   const result =
     codec === "chat-from-messages"
       ? chatToMessagesRequest(parsed, model, { defaultMaxTokens: route.maxTokens })
-      : messagesToChatRequest(parsed, model, { maxTokensCap: route.maxTokensCap, geminiSignatures: isGemini(route) });
+      : messagesToChatRequest(parsed, model, { maxTokensCap: route.maxTokensCap, geminiSignatures: isGoogleOrigin(route.origin) });
   if (!result.ok) return result;
   return { ok: true, body: Buffer.from(JSON.stringify(result.body)) };
-}
-
-/** Google's OpenAI-compatible endpoints (Gemini API, Vertex AI), which want thought signatures back in the history. */
-const GOOGLE_ORIGIN = /^https?:\/\/(?:generativelanguage\.googleapis\.com|(?:[a-z0-9-]+-)?aiplatform\.googleapis\.com)(?::\d+)?$/i;
-
-function isGemini(route: Route): boolean {
-  return GOOGLE_ORIGIN.test(route.origin);
 }
 
 /** One candidate's request, in its upstream's API. */

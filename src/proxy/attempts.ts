@@ -18,6 +18,7 @@ import { TranslatedSource, type EventSource } from "../stream/source.js";
 import { MessagesToChatStream } from "../compat/anthropic/stream.js";
 import { chatToMessagesResponse, messagesToChatResponse, toAnthropicError, toOpenAIError } from "../compat/anthropic/response.js";
 import { withSystemMessagesHoisted } from "../compat/anthropic/request.js";
+import { isGoogleOrigin, withThoughtSignatures } from "../compat/gemini.js";
 import { attempt, type Attempted } from "./attempt.js";
 import { codecFor, pathFor, translateRequest, unsupported, type ClientApi, type Exchange } from "./api.js";
 import { anthropicOutput } from "./anthropic-output.js";
@@ -395,6 +396,12 @@ function exchanges(request: ProxyRequest, baseBody: Buffer | undefined, wantsStr
         baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
           ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
           : baseBody;
+      if (body && request.api === "chat" && body.indexOf('"tool_calls"') >= 0 && isGoogleOrigin(route.origin)) {
+        // A history of calls another model made (before a switch) has no thought signature, which Gemini 3 refuses.
+        const parsed = parsedJson(body);
+        const messages = parsed && typeof parsed === "object" ? withThoughtSignatures((parsed as { messages?: unknown }).messages) : undefined;
+        if (messages) body = Buffer.from(JSON.stringify({ ...(parsed as Record<string, unknown>), messages }));
+      }
       if (body && route.api === "anthropic" && mayHaveSystemMessages(body)) {
         // The route pins an older API version than the client's SDK writes for: what it would refuse is rewritten.
         const hoisted = withSystemMessagesHoisted(parsedJson(body), route.headers["anthropic-version"]);

@@ -14,6 +14,7 @@
 
 import { createHash } from "node:crypto";
 import { providerToolIdOf, toolUseIdOf } from "./response.js";
+import { withThoughtSignatures } from "../gemini.js";
 
 export type Translated = { ok: true; body: Record<string, unknown> } | { ok: false; message: string; param?: string };
 
@@ -77,9 +78,6 @@ function maxTokensValue(value: unknown, field: string): number | undefined {
  * An Anthropic Messages request as an OpenAI Chat Completions request for
  * `model` (the candidate's upstream model name).
  */
-/** Gemini's documented stand-in for a thought signature it did not make (the history came from elsewhere, or lost it). */
-export const GEMINI_SKIP_SIGNATURE = "skip_thought_signature_validator";
-
 export function messagesToChatRequest(body: unknown, model: string, options: { maxTokensCap?: number | undefined; geminiSignatures?: boolean } = {}): Translated {
   return guarded(() => {
     const input = requireObject(body);
@@ -98,14 +96,8 @@ export function messagesToChatRequest(body: unknown, model: string, options: { m
     const systems = messages.filter((message) => message.role === "system").map((message) => message.content as string);
     const rest = messages.filter((message) => message.role !== "system");
     out.messages = systems.length > 0 ? [{ role: "system", content: systems.join("\n\n") }, ...rest] : rest;
-    if (options.geminiSignatures) {
-      // Gemini 3 refuses a history whose function calls lack their thought signature (an Anthropic client cannot
-      // keep it): the first call of each assistant turn gets the stand-in Gemini documents for that case.
-      for (const message of rest) {
-        const first = Array.isArray(message.tool_calls) ? (message.tool_calls[0] as Json | undefined) : undefined;
-        if (first) first.extra_content = { google: { thought_signature: GEMINI_SKIP_SIGNATURE } };
-      }
-    }
+    // Gemini 3 refuses function calls without their thought signature, which an Anthropic client cannot keep.
+    if (options.geminiSignatures) out.messages = withThoughtSignatures(out.messages) ?? out.messages;
 
     // `max_tokens`, not `max_completion_tokens`: it is the field every OpenAI-compatible provider
     // (DeepSeek, Qwen, vLLM, Ollama, Mistral…) accepts, and OpenAI still takes it for non-reasoning models.
