@@ -92,8 +92,8 @@ export async function runAttempts(
   const failed: FailedAttempt[] = [];
   // Candidates whose upstream cannot serve this API at all are left out before anything is tried: counted as
   // somewhere to fail over to, they would turn a real answer (a 429 the client retries) into their 501.
-  const servable = plan.candidates.filter((candidate) => !unsupported(request.api, candidate.route.api));
-  const candidates = servable.length > 0 ? servable : plan.candidates;
+  const servable = (candidate: Candidate) => !unsupported(request.api, candidate.route.api);
+  const candidates = plan.candidates.every(servable) || !plan.candidates.some(servable) ? plan.candidates : plan.candidates.filter(servable);
   const baseBody = request.bodyInfo?.kind === "json" && request.bodyInfo.models && request.body ? withoutKey(request.body, "models") : request.body;
   const wantsStream = request.bodyInfo?.kind === "json" && request.bodyInfo.stream === true;
   const prepare = exchanges(request, baseBody, wantsStream);
@@ -396,17 +396,18 @@ function exchanges(request: ProxyRequest, baseBody: Buffer | undefined, wantsStr
         baseBody && request.bodyInfo && candidate.model !== null && candidate.model !== request.requestedModel
           ? (withModel(baseBody, request.bodyInfo, candidate.model) ?? baseBody)
           : baseBody;
-      if (body && request.api === "chat" && body.indexOf('"tool_calls"') >= 0 && isGoogleOrigin(route.origin)) {
+      // The two rewrites a provider's own rules force on a native body; every other body stays as received.
+      let rewritten: Record<string, unknown> | undefined;
+      if (body && request.api === "chat" && isGoogleOrigin(route.origin) && body.indexOf('"tool_calls"') >= 0) {
         // A history of calls another model made (before a switch) has no thought signature, which Gemini 3 refuses.
-        const parsed = parsedJson(body);
-        const messages = parsed && typeof parsed === "object" ? withThoughtSignatures((parsed as { messages?: unknown }).messages) : undefined;
-        if (messages) body = Buffer.from(JSON.stringify({ ...(parsed as Record<string, unknown>), messages }));
-      }
-      if (body && route.api === "anthropic" && mayHaveSystemMessages(body)) {
+        const client = parsedBody();
+        const messages = client ? withThoughtSignatures(client.messages) : undefined;
+        if (client && messages) rewritten = { ...client, messages };
+      } else if (body && route.api === "anthropic" && mayHaveSystemMessages(body)) {
         // The route pins an older API version than the client's SDK writes for: what it would refuse is rewritten.
-        const hoisted = withSystemMessagesHoisted(parsedJson(body), route.headers["anthropic-version"]);
-        if (hoisted) body = Buffer.from(JSON.stringify(hoisted));
+        rewritten = withSystemMessagesHoisted(parsedBody(), route.headers["anthropic-version"]);
       }
+      if (rewritten) body = Buffer.from(JSON.stringify(candidate.model !== null ? { ...rewritten, model: candidate.model } : rewritten));
       if (prefill !== undefined && body) body = withAssistantPrefix(body, prefill);
       // A Messages client's stream on an Anthropic route is relayed natively; only a recovery of a translated stream reads it as chat.
       const chatStream = wantsStream && (clientChat || (request.api === "messages" && recovery));
@@ -437,14 +438,6 @@ function exchanges(request: ProxyRequest, baseBody: Buffer | undefined, wantsStr
 /** Whether a body may hold a `role: "system"` message: the check that spares every other body a parse. */
 function mayHaveSystemMessages(body: Buffer): boolean {
   return body.indexOf('"system"') >= 0 && (body.indexOf('"role":"system"') >= 0 || body.indexOf('"role": "system"') >= 0 || body.indexOf('"role" : "system"') >= 0);
-}
-
-function parsedJson(body: Buffer): unknown {
-  try {
-    return JSON.parse(body.toString("utf8"));
-  } catch {
-    return undefined;
-  }
 }
 
 /** A 2xx body that is an answer at all: some providers answer 200 with only an error in it. */

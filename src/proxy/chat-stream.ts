@@ -6,6 +6,7 @@ import type { EventSource } from "../stream/source.js";
 import type { SseEvent } from "../stream/sse.js";
 import { ChatTranscript, ReplayVerifier } from "../stream/transcript.js";
 import { sseError } from "./notice.js";
+import { clientWriter } from "./respond.js";
 
 /**
  * A Chat Completions stream the client has started to receive. Past this
@@ -87,21 +88,8 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   let recoveries = 0;
   let originalFailure: string | undefined;
 
-  const write = async (data: Buffer | string | undefined): Promise<boolean> => {
-    if (res.destroyed) return false;
-    if (data === undefined || data.length === 0) return true;
-    if (res.write(data)) return true;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        res.off("drain", done);
-        res.off("close", done);
-        resolve();
-      };
-      res.on("drain", done);
-      res.on("close", done);
-    });
-    return !res.destroyed;
-  };
+  // `send` does not wait: a client that is not reading holds the upstream until it drains.
+  const { write, send } = clientWriter(res, () => reader);
   const finish = (tail?: Buffer | string) => {
     reader.destroy();
     if (!res.writableEnded && !res.destroyed) res.end(tail);
@@ -109,21 +97,6 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   // The client leaving ends the upstream stream at once.
   const onClose = () => reader.destroy();
   res.on("close", onClose);
-  // One drain listener however many events a backed-up client is written (one chunk can hold many).
-  let waitingDrain = false;
-  const resumeReader = () => {
-    waitingDrain = false;
-    reader.resume?.();
-  };
-  /** Writes without waiting: a client that is not reading holds the upstream until it drains. */
-  const send = (data: Buffer | string | undefined): boolean => {
-    if (data !== undefined && data.length > 0 && !res.write(data) && !waitingDrain) {
-      waitingDrain = true;
-      reader.pause?.();
-      res.once("drain", resumeReader);
-    }
-    return true;
-  };
   /**
    * The steady state, run synchronously as events are parsed: a well-formed
    * chunk is recorded and relayed. Anything else (the end, an error event, the
@@ -132,7 +105,10 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   const directStep = (event: SseEvent): boolean => {
     if (res.destroyed) return false;
     const data = event.data;
-    if (data === undefined) return send(output.other(event.raw));
+    if (data === undefined) {
+      send(output.other(event.raw));
+      return true;
+    }
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
@@ -147,7 +123,8 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
     }
     if ((chunk as { error?: unknown }).error) return false;
     transcript.apply(chunk as Record<string, unknown>);
-    return send(output.chunk(chunk as Record<string, unknown>, event.raw));
+    send(output.chunk(chunk as Record<string, unknown>, event.raw));
+    return true;
   };
 
   try {

@@ -4,6 +4,7 @@ import { StreamTimeoutError } from "../stream/reader.js";
 import type { EventSource } from "../stream/source.js";
 import type { SseEvent } from "../stream/sse.js";
 import { sseError } from "./notice.js";
+import { clientWriter } from "./respond.js";
 
 /**
  * Streams relayed in the upstream's own format (Responses, Anthropic Messages
@@ -125,35 +126,12 @@ export async function relayStream(
   };
   const onClose = () => reader.destroy();
   res.on("close", onClose);
-  const write = async (data: Buffer): Promise<boolean> => {
-    if (res.destroyed) return false;
-    if (res.write(data)) return true;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        res.off("drain", done);
-        res.off("close", done);
-        resolve();
-      };
-      res.on("drain", done);
-      res.on("close", done);
-    });
-    return !res.destroyed;
-  };
-  // One drain listener however many events a backed-up client is written (one chunk can hold many).
-  let waitingDrain = false;
-  const resumeReader = () => {
-    waitingDrain = false;
-    reader.resume?.();
-  };
+  const { write, send } = clientWriter(res, () => reader);
   // The steady state, synchronous from the upstream's data callback: note the event, relay its bytes.
   const step = (event: SseEvent): boolean => {
     if (res.destroyed) return false;
     note(event);
-    if (!res.write(event.raw) && !waitingDrain) {
-      waitingDrain = true;
-      reader.pause?.();
-      res.once("drain", resumeReader);
-    }
+    send(event.raw);
     return true;
   };
   try {

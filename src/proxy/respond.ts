@@ -4,6 +4,7 @@ import { sendError, type ErrorShape } from "../server/errors.js";
 import { relayResponseHeaders } from "../upstream/headers.js";
 import { abandon, type UpstreamResponse } from "../upstream/client.js";
 import type { BodySink, UpstreamBody } from "../upstream/body.js";
+import type { EventSource } from "../stream/source.js";
 import { jsonWithNotice, sseError, sseNotice, type GatewayNotice } from "./notice.js";
 
 /** Largest upstream body the gateway will hold to inspect or annotate; larger ones are streamed untouched. */
@@ -231,4 +232,42 @@ function finished(res: ServerResponse): Promise<void> {
     if (res.writableFinished || res.destroyed) resolve();
     else res.once("close", () => resolve());
   });
+}
+
+/**
+ * Writes to a streaming client, both ways a relay needs. `write` waits while a
+ * backed-up client drains (for the relay's awaited path); `send` does not wait
+ * but holds the upstream (`upstream()`, the relay's current one) until the
+ * client drains, with one listener however many events are written meanwhile
+ * (one upstream read can hold many).
+ */
+export function clientWriter(res: ServerResponse, upstream: () => Pick<EventSource, "pause" | "resume">) {
+  let waitingDrain = false;
+  const resume = () => {
+    waitingDrain = false;
+    upstream().resume?.();
+  };
+  return {
+    async write(data: Buffer | string | undefined): Promise<boolean> {
+      if (res.destroyed) return false;
+      if (data === undefined || data.length === 0) return true;
+      if (res.write(data)) return true;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          res.off("drain", done);
+          res.off("close", done);
+          resolve();
+        };
+        res.on("drain", done);
+        res.on("close", done);
+      });
+      return !res.destroyed;
+    },
+    send(data: Buffer | string | undefined): void {
+      if (data === undefined || data.length === 0 || res.write(data) || waitingDrain) return;
+      waitingDrain = true;
+      upstream().pause?.();
+      res.once("drain", resume);
+    },
+  };
 }

@@ -8,7 +8,7 @@
  * sees its request closed).
  */
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { describe, test, type TestContext } from "node:test";
 import { ask, askError, assertOpenAIError, failoverGateway, modelHealth, useFaults, within } from "../helpers/faults.js";
 import { sdk, useGateway } from "../helpers/sdk.js";
 
@@ -198,12 +198,13 @@ describe("the request's deadline", () => {
 });
 
 describe("a request waiting for a pooled connection", () => {
-  test("times out on its own bound and fails over, instead of waiting for the connection to free up", T, async (t) => {
-    // One connection to the busy upstream: a first request holds it (its upstream hangs, its route waits 5 s);
-    // a second request for another model there is queued behind it, and must fail over after its own 300 ms.
+  /**
+   * One connection to the busy upstream, shared by two routes there: `holder` (its own route lines in
+   * `holderExtra`) and `queued` (300 ms for headers, falling back to `model-spare` on another upstream).
+   */
+  async function oneConnection(t: TestContext, holderExtra = "") {
     const busy = await useFaults(t, "busy");
     const spare = await useFaults(t, "spare");
-    busy.otherwise({ kind: "hang" });
     const gw = await useGateway(
       t,
       `routes:
@@ -211,9 +212,7 @@ describe("a request waiting for a pooled connection", () => {
     url: ${busy.origin}/v1
     isBaseUrl: true
     model: model-holder
-    timeouts:
-      headersMs: 5000
-  - name: queued
+${holderExtra}  - name: queued
     url: ${busy.origin}/v1
     isBaseUrl: true
     model: model-queued
@@ -227,7 +226,14 @@ describe("a request waiting for a pooled connection", () => {
 `,
       { UPSTREAM_MAX_CONNECTIONS: "1" },
     );
-    const client = sdk(gw);
+    return { busy, spare, client: sdk(gw) };
+  }
+
+  test("times out on its own bound and fails over, instead of waiting for the connection to free up", T, async (t) => {
+    // One connection to the busy upstream: a first request holds it (its upstream hangs, its route waits 5 s);
+    // a second request for another model there is queued behind it, and must fail over after its own 300 ms.
+    const { busy, spare, client } = await oneConnection(t, "    timeouts:\n      headersMs: 5000\n");
+    busy.otherwise({ kind: "hang" });
     const holder = askError(client, "model-holder", { stream: false });
     await busy.waitForRequests(1, 2_000);
 
@@ -245,31 +251,8 @@ describe("a request waiting for a pooled connection", () => {
   test("that timed out does not cost the connection when it frees up: the next request reuses it", T, async (t) => {
     // The holder's answer takes 600 ms; the queued attempt gives up after 300 ms but stays in undici's queue,
     // and is handed the connection when the holder's answer ends: it must let it go, not close it.
-    const busy = await useFaults(t, "busy");
-    const spare = await useFaults(t, "spare");
+    const { busy, spare, client } = await oneConnection(t);
     busy.next([{ kind: "delay", ms: 600 }]);
-    const gw = await useGateway(
-      t,
-      `routes:
-  - name: holder
-    url: ${busy.origin}/v1
-    isBaseUrl: true
-    model: model-holder
-  - name: queued
-    url: ${busy.origin}/v1
-    isBaseUrl: true
-    model: model-queued
-    timeouts:
-      headersMs: 300
-    fallbacks: [model-spare]
-  - name: spare
-    url: ${spare.origin}/v1
-    isBaseUrl: true
-    model: model-spare
-`,
-      { UPSTREAM_MAX_CONNECTIONS: "1" },
-    );
-    const client = sdk(gw);
     const holder = ask(client, "model-holder", { stream: false });
     await busy.waitForRequests(1, 2_000);
     const queued = await ask(client, "model-queued", { stream: false });

@@ -251,60 +251,14 @@ describe("proxy: streaming", () => {
   test("the upstream is read only as fast as the client reads (backpressure, no unbounded buffering)", T, async (t) => {
     const total = 96 * 1024 * 1024;
     const event = Buffer.from(`data: ${JSON.stringify({ pad: "x".repeat(16 * 1024) })}\n\n`);
-    const state = { written: 0, blockedSince: 0, done: false };
-    const mock = await useMock(t, async (_req, res) => {
-      res.writeHead(200, { "content-type": "text/event-stream" });
-      while (state.written < total && !res.destroyed) {
-        state.written += event.length;
-        if (!res.write(event)) {
-          state.blockedSince = performance.now();
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              res.off("drain", done);
-              res.off("close", done);
-              resolve();
-            };
-            res.on("drain", done);
-            res.on("close", done);
-          });
-          state.blockedSince = 0;
-        }
-      }
-      state.done = true;
-      res.end();
-    });
-    const gw = await useGateway(t, `routes:\n  - name: r\n    url: ${mock.origin}/v1\n    isBaseUrl: true\n    model: m\n`);
-
-    const url = new URL(gw.url);
-    const body = chatBody("m", { stream: true });
-    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = http.request({ host: url.hostname, port: url.port, method: "POST", path: "/v1/chat/completions", agent: false, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } });
-      req.on("error", reject);
-      req.on("response", resolve);
-      req.end(body);
-    });
-    t.after(() => response.destroy());
-    assert.equal(response.statusCode, 200);
-    // Read one chunk, then stop reading.
-    let received = 0;
-    await new Promise<void>((resolve) => {
-      response.once("data", (chunk: Buffer) => {
-        received += chunk.length;
-        response.pause();
-        resolve();
-      });
-    });
+    const { state, readRest } = await pausedClientStream(t, { chunk: event, total, path: "/v1/chat/completions", body: chatBody("m", { stream: true }) });
     // The upstream must end up blocked (its writes not drained) while the client reads nothing.
     await waitFor(() => state.done || (state.blockedSince > 0 && performance.now() - state.blockedSince > 750), "the upstream to block or finish", 20_000);
     assert.equal(state.done, false, `the gateway read the whole ${total}-byte upstream body while the client read nothing`);
     assert.ok(state.written < total / 2, `the gateway buffered ${state.written} bytes for a paused client`);
 
     // Once the client reads again, everything arrives.
-    const ended = deferred<void>();
-    response.on("data", (chunk: Buffer) => (received += chunk.length));
-    response.on("end", () => ended.resolve());
-    response.resume();
-    await ended.promise;
+    const received = await readRest();
     assert.equal(state.done, true);
     assert.equal(received, state.written);
     assert.ok(received >= total);
@@ -321,57 +275,17 @@ describe("proxy: streaming", () => {
       const data = api === "chat" ? { pad: "x".repeat(100) } : { type: "response.output_text.delta", delta: "x".repeat(100) };
       const event = Buffer.from(`data: ${JSON.stringify(data)}\n\n`);
       const batch = Buffer.concat(Array.from({ length: 256 }, () => event));
-      const state = { written: 0, blockedSince: 0, done: false };
-      const mock = await useMock(t, async (_req, res) => {
-        res.writeHead(200, { "content-type": "text/event-stream" });
-        while (state.written < total && !res.destroyed) {
-          state.written += batch.length;
-          if (!res.write(batch)) {
-            state.blockedSince = performance.now();
-            await new Promise<void>((resolve) => {
-              const done = () => {
-                res.off("drain", done);
-                res.off("close", done);
-                resolve();
-              };
-              res.on("drain", done);
-              res.on("close", done);
-            });
-            state.blockedSince = 0;
-          }
-        }
-        state.done = true;
-        res.end();
-      });
-      const gw = await useGateway(t, `routes:\n  - name: r\n    url: ${mock.origin}/v1\n    isBaseUrl: true\n    model: m\n`);
-      const url = new URL(gw.url);
-      const body = api === "chat" ? chatBody("m", { stream: true }) : JSON.stringify({ model: "m", input: "Hi", stream: true });
-      const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        const path = api === "chat" ? "/v1/chat/completions" : "/v1/responses";
-        const req = http.request({ host: url.hostname, port: url.port, method: "POST", path, agent: false, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } });
-        req.on("error", reject);
-        req.on("response", resolve);
-        req.end(body);
-      });
-      t.after(() => response.destroy());
-      assert.equal(response.statusCode, 200);
-      let received = 0;
-      await new Promise<void>((resolve) => {
-        response.once("data", (chunk: Buffer) => {
-          received += chunk.length;
-          response.pause();
-          resolve();
-        });
+      const { state, readRest } = await pausedClientStream(t, {
+        chunk: batch,
+        total,
+        path: api === "chat" ? "/v1/chat/completions" : "/v1/responses",
+        body: api === "chat" ? chatBody("m", { stream: true }) : JSON.stringify({ model: "m", input: "Hi", stream: true }),
       });
       await waitFor(() => state.done || (state.blockedSince > 0 && performance.now() - state.blockedSince > 750), "the upstream to block or finish", 20_000);
       assert.equal(state.done, false, `the gateway read the whole ${total}-byte upstream body while the client read nothing`);
       assert.ok(state.written < total / 2, `the gateway buffered ${state.written} bytes for a paused client`);
 
-      const ended = deferred<void>();
-      response.on("data", (chunk: Buffer) => (received += chunk.length));
-      response.on("end", () => ended.resolve());
-      response.resume();
-      await ended.promise;
+      const received = await readRest();
       assert.equal(state.done, true);
       assert.ok(received >= total, `received ${received} of ${total} bytes`);
       await new Promise((resolve) => setImmediate(resolve));
@@ -502,3 +416,64 @@ describe("a client that goes away aborts its upstream request", () => {
     assert.equal(built.config?.host, "127.0.0.1");
   });
 });
+
+/**
+ * An upstream that streams `chunk` until `total` bytes are written, waiting whenever the gateway does not drain
+ * it, behind a gateway; and a raw client of it that reads one chunk and then stops reading. `readRest` reads the
+ * rest and resolves with every byte the client received.
+ */
+async function pausedClientStream(
+  t: TestContext,
+  options: { chunk: Buffer; total: number; path: string; body: string },
+): Promise<{ state: { written: number; blockedSince: number; done: boolean }; readRest: () => Promise<number> }> {
+  const state = { written: 0, blockedSince: 0, done: false };
+  const mock = await useMock(t, async (_req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    while (state.written < options.total && !res.destroyed) {
+      state.written += options.chunk.length;
+      if (!res.write(options.chunk)) {
+        state.blockedSince = performance.now();
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            res.off("drain", done);
+            res.off("close", done);
+            resolve();
+          };
+          res.on("drain", done);
+          res.on("close", done);
+        });
+        state.blockedSince = 0;
+      }
+    }
+    state.done = true;
+    res.end();
+  });
+  const gw = await useGateway(t, `routes:\n  - name: r\n    url: ${mock.origin}/v1\n    isBaseUrl: true\n    model: m\n`);
+  const url = new URL(gw.url);
+  const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = http.request({ host: url.hostname, port: url.port, method: "POST", path: options.path, agent: false, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(options.body) } });
+    req.on("error", reject);
+    req.on("response", resolve);
+    req.end(options.body);
+  });
+  t.after(() => response.destroy());
+  assert.equal(response.statusCode, 200);
+  // Read one chunk, then stop reading.
+  let received = 0;
+  await new Promise<void>((resolve) => {
+    response.once("data", (chunk: Buffer) => {
+      received += chunk.length;
+      response.pause();
+      resolve();
+    });
+  });
+  const readRest = async () => {
+    const ended = deferred<void>();
+    response.on("data", (chunk: Buffer) => (received += chunk.length));
+    response.on("end", () => ended.resolve());
+    response.resume();
+    await ended.promise;
+    return received;
+  };
+  return { state, readRest };
+}
