@@ -213,6 +213,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayProc
   const args = [...(options.nodeArgs ?? []), GATEWAY_BIN, "start", "--config", routesFile, "--port", String(port), "--host", "127.0.0.1"];
   const child = track(spawn(process.execPath, args, { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] }));
   const output = tail(child);
+  if (process.env.BENCH_GW_STDOUT) child.stdout?.pipe((await import("node:fs")).createWriteStream(process.env.BENCH_GW_STDOUT));
   const origin = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (options.timeoutMs ?? 15_000);
   let spawnError: Error | undefined;

@@ -68,6 +68,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --cpu-prof         run the gateway with --cpu-prof; profiles go to build/bench-profiles/
   --prof             run the gateway with --prof; the V8 log goes to build/bench-profiles/
                      (one of the two at a time; profiling slows the gateway, so the figures are not comparable)
+  --perf             run the gateway with --perf-basic-prof, for Linux perf to name its JIT code
+                     (attach \`perf record -g -p <gateway pid>\` yourself; see bench/README.md)
   --help             this text
 `;
 
@@ -102,6 +104,7 @@ function parseOptions(argv: string[]): Options | undefined {
       json: { type: "string" },
       "cpu-prof": { type: "boolean" },
       prof: { type: "boolean" },
+      perf: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -144,6 +147,8 @@ function parseOptions(argv: string[]): Options | undefined {
     if (values["cpu-prof"]) gatewayNodeArgs.push("--cpu-prof", `--cpu-prof-dir=${profileDir}`);
     if (values.prof) gatewayNodeArgs.push("--prof", "--no-logfile-per-isolate", `--logfile=${path.join(profileDir, "gateway-v8.log")}`);
   }
+  if (values.perf) gatewayNodeArgs.push("--perf-basic-prof");
+  if (process.env.BENCH_GW_FLAGS) gatewayNodeArgs.push(...process.env.BENCH_GW_FLAGS.split(" "));
   if ((values.check || values["update-baseline"]) && !targets.includes("gateway")) throw new Error("--check and --update-baseline need the gateway target");
   return {
     durationSec,

@@ -61,6 +61,7 @@ export interface RecoveryOptions {
 type Mode = { kind: "direct" } | { kind: "replay"; verifier: ReplayVerifier } | { kind: "continue" };
 
 const DONE = Buffer.from("data: [DONE]\n\n");
+const OPEN_BRACE = 0x7b;
 
 /** The relay's events passed to a Chat Completions client as they are. */
 export const CHAT_OUTPUT: ChatStreamOutput = {
@@ -89,10 +90,10 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   let originalFailure: string | undefined;
 
   // `send` does not wait: a client that is not reading holds the upstream until it drains.
-  const { write, send } = clientWriter(res, () => reader);
+  const { write, send, end } = clientWriter(res, () => reader);
   const finish = (tail?: Buffer | string) => {
     reader.destroy();
-    if (!res.writableEnded && !res.destroyed) res.end(tail);
+    end(tail);
   };
   // The client leaving ends the upstream stream at once.
   const onClose = () => reader.destroy();
@@ -109,11 +110,12 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
       send(output.other(event.raw));
       return true;
     }
+    // Before the parse: a JSON.parse that throws costs more than the rest of the event's relay.
+    if (data.charCodeAt(0) !== OPEN_BRACE && data.trim() === "[DONE]") return false;
     let chunk: unknown;
     try {
       chunk = JSON.parse(data);
     } catch {
-      if (data.trim() === "[DONE]") return false;
       malformed++; // dropped, never relayed
       return true;
     }
@@ -128,7 +130,9 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
   };
 
   try {
-    for (const event of stream.held) if (!(await write(heldBytes(event, output)))) return;
+    // One write for what was held: it was all read before the client saw anything.
+    for (const event of stream.held) send(heldBytes(event, output));
+    if (!(await write(undefined))) return;
 
     // Idle is measured between data events: keep-alive comments do not hide a stalled answer.
     let lastData = performance.now();

@@ -126,7 +126,7 @@ export async function relayStream(
   };
   const onClose = () => reader.destroy();
   res.on("close", onClose);
-  const { write, send } = clientWriter(res, () => reader);
+  const { write, send, end } = clientWriter(res, () => reader);
   // The steady state, synchronous from the upstream's data callback: note the event, relay its bytes.
   const step = (event: SseEvent): boolean => {
     if (res.destroyed) return false;
@@ -137,8 +137,9 @@ export async function relayStream(
   try {
     for (const event of stream.held) {
       note(event);
-      if (!(await write(event.raw))) return;
+      send(event.raw);
     }
+    if (!(await write(undefined))) return;
     let lastEvent = performance.now();
     for (;;) {
       if (reader.pump) {
@@ -155,7 +156,7 @@ export async function relayStream(
       if (res.destroyed) return;
       if (!failure && event === null) {
         if (complete !== false) {
-          res.end();
+          end();
           return;
         }
         failure = "the upstream stream ended before the answer was complete";
@@ -163,7 +164,7 @@ export async function relayStream(
       if (failure) {
         reader.destroy();
         stream.logger.warn({ event: "stream_failure", model: stream.model, route: stream.route, detail: failure, protocol: protocol.name }, "stream failed after its first output");
-        if (!res.writableEnded) res.end(protocol.interrupted(`${failure}; the gateway could not complete the answer`));
+        end(protocol.interrupted(`${failure}; the gateway could not complete the answer`));
         return;
       }
       const current = event as SseEvent;

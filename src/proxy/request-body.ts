@@ -43,6 +43,8 @@ const KEY_MODEL = Buffer.from('"model"');
 const KEY_MODELS = Buffer.from('"models"');
 const KEY_STREAM = Buffer.from('"stream"');
 const TRUE = Buffer.from("true");
+/** Keys end with a quote; searched from their end, whose bytes are rarer in JSON than a quote is. */
+const INSPECTED_KEYS = [Buffer.from('model"'), Buffer.from('models"'), Buffer.from('stream"')];
 
 /**
  * Reads `model`, `models` and `stream` from a JSON object without parsing the
@@ -56,12 +58,16 @@ function parseJson(body: Buffer): BodyInfo {
   let models: [number, number] | undefined;
   let stream: [number, number] | undefined;
   let escapedKey = false;
+  let horizon: number | undefined;
   const wellFormed = forEachMember(body, (keyStart, keyEnd, valueStart, valueEnd) => {
     const length = keyEnd - keyStart;
     if (length === 7 && body.compare(KEY_MODEL, 0, 7, keyStart, keyEnd) === 0) model = [valueStart, valueEnd];
     else if (length === 8 && body.compare(KEY_MODELS, 0, 8, keyStart, keyEnd) === 0) models = [valueStart, valueEnd];
     else if (length === 8 && body.compare(KEY_STREAM, 0, 8, keyStart, keyEnd) === 0) stream = [valueStart, valueEnd];
     else if (hasByte(body, BACKSLASH, keyStart, keyEnd)) escapedKey = true;
+    if (model === undefined) return false;
+    horizon ??= walkHorizon(body, valueEnd, INSPECTED_KEYS);
+    return canStopAt(body, valueEnd, horizon);
   });
   if (wellFormed && !escapedKey) {
     const value = (span: [number, number] | undefined): unknown => {
@@ -258,21 +264,64 @@ export function topLevelValueSpan(buf: Buffer, key: string): [number, number] | 
 /** [key start, value end, end of the previous member's value (undefined for the first), value start] of the last `key` member. */
 function topLevelMember(buf: Buffer, key: string): [number, number, number | undefined, number] | null {
   const wanted = Buffer.from(JSON.stringify(key));
+  const needle = wanted.subarray(1);
   let found: [number, number, number | undefined, number] | null = null;
+  let horizon: number | undefined;
   forEachMember(buf, (keyStart, keyEnd, valueStart, valueEnd, previousEnd) => {
     if (keyMatches(buf, keyStart, keyEnd, wanted, key)) found = [keyStart, valueEnd, previousEnd, valueStart];
+    if (found === null) return false;
+    horizon ??= walkHorizon(buf, valueEnd, [needle]);
+    return canStopAt(buf, valueEnd, horizon);
   });
   return found;
 }
 
+/** Below this, the rest of a body is walked: cheap, and a malformed member there gets the gateway's own error. */
+const TAIL_WALK_MAX = 2048;
+
+/**
+ * Where a walk for the members spelled as `needles` may stop: past this
+ * offset the body holds none of them. An agent's body is mostly what follows
+ * `model` (tool schemas: a thousand short strings, which cost a walk far more
+ * than a search does). A later key matters only if spelled as one of
+ * `needles` (a quote inside a JSON string is always escaped, so the bytes
+ * `"model` are a string token) or with a \u escape, so a search for each
+ * from the end rules them out. What is not walked is not checked either: a
+ * body malformed in that tail (but for its closing brace) reaches the
+ * upstream, which refuses it, as it would through any reverse proxy.
+ */
+function walkHorizon(buf: Buffer, from: number, needles: readonly Buffer[]): number {
+  if (buf.length - from < TAIL_WALK_MAX) return buf.length;
+  let last = buf.length - 1;
+  while (last > from && (buf[last] === 0x20 || buf[last] === 0x0a || buf[last] === 0x0d || buf[last] === 0x09)) last--;
+  if (buf[last] !== CLOSE_BRACE) return buf.length;
+  let horizon = -1;
+  for (const needle of [ESCAPE_U, ...needles]) {
+    // Forward: a search backwards from the end would scan the whole body when the needle is absent.
+    for (let at = buf.indexOf(needle, from); at >= 0; at = buf.indexOf(needle, at + 1)) horizon = Math.max(horizon, at);
+  }
+  return horizon;
+}
+
+/** Whether a walk may stop after a member that ends at `end`: past the horizon, with a long tail of further members. */
+function canStopAt(buf: Buffer, end: number, horizon: number): boolean {
+  if (end <= horizon || buf.length - end < TAIL_WALK_MAX) return false;
+  const comma = skipWs(buf, end);
+  return buf[comma] === COMMA && buf[skipWs(buf, comma + 1)] === QUOTE;
+}
+
+const ESCAPE_U = Buffer.from("\\u");
+
 /**
  * Walks the members of a top-level JSON object, skipping nested values
- * without parsing them. Returns whether the object is well-formed at the top
- * level (braces, keys, colons, commas, nothing after the closing brace).
+ * without parsing them, until `visit` returns true (the caller has what it
+ * needs). Returns whether the object is well-formed at the top level
+ * (braces, keys, colons, commas, nothing after the closing brace) as far as
+ * it was walked.
  */
 function forEachMember(
   buf: Buffer,
-  visit: (keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, previousEnd: number | undefined) => void,
+  visit: (keyStart: number, keyEnd: number, valueStart: number, valueEnd: number, previousEnd: number | undefined) => boolean,
 ): boolean {
   let i = skipWs(buf, 0);
   if (buf[i] !== OPEN_BRACE) return false;
@@ -292,7 +341,7 @@ function forEachMember(
     if (i >= buf.length) return false;
     i = skipValue(buf, i);
     if (i === valueStart || i > buf.length) return false;
-    visit(keyStart, keyEnd, valueStart, i, previousEnd);
+    if (visit(keyStart, keyEnd, valueStart, i, previousEnd)) return true;
     previousEnd = i;
     i = skipWs(buf, i);
     if (buf[i] === COMMA) {

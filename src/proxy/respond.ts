@@ -238,17 +238,36 @@ function finished(res: ServerResponse): Promise<void> {
  * Writes to a streaming client, both ways a relay needs. `write` waits while a
  * backed-up client drains (for the relay's awaited path); `send` does not wait
  * but holds the upstream (`upstream()`, the relay's current one) until the
- * client drains, with one listener however many events are written meanwhile
- * (one upstream read can hold many).
+ * client drains, with one listener however many events are written meanwhile.
+ * What `send` gets during one upstream read (which can hold many events) goes
+ * out as one chunk when that read's callbacks are done: each response write
+ * costs node:http a chunk header and four stream writes, more than the event's
+ * own relay. `write` and `end` send what is pending first, so order holds.
  */
 export function clientWriter(res: ServerResponse, upstream: () => Pick<EventSource, "pause" | "resume">) {
   let waitingDrain = false;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
   const resume = () => {
     waitingDrain = false;
     upstream().resume?.();
   };
+  const flush = () => {
+    if (pending.length === 0) return;
+    const batch = pending;
+    const bytes = pendingBytes;
+    pending = [];
+    pendingBytes = 0;
+    if (res.destroyed || res.writableEnded) return;
+    const data = batch.length === 1 ? (batch[0] as Buffer) : Buffer.concat(batch, bytes);
+    if (res.write(data) || waitingDrain) return;
+    waitingDrain = true;
+    upstream().pause?.();
+    res.once("drain", resume);
+  };
   return {
     async write(data: Buffer | string | undefined): Promise<boolean> {
+      flush();
       if (res.destroyed) return false;
       if (data === undefined || data.length === 0) return true;
       if (res.write(data)) return true;
@@ -264,10 +283,18 @@ export function clientWriter(res: ServerResponse, upstream: () => Pick<EventSour
       return !res.destroyed;
     },
     send(data: Buffer | string | undefined): void {
-      if (data === undefined || data.length === 0 || res.write(data) || waitingDrain) return;
-      waitingDrain = true;
-      upstream().pause?.();
-      res.once("drain", resume);
+      if (data === undefined || data.length === 0) return;
+      if (pending.length === 0) queueMicrotask(flush);
+      const bytes = asBuffer(data);
+      pending.push(bytes);
+      pendingBytes += bytes.length;
+    },
+    /** Ends the response after what is pending. */
+    end(tail?: Buffer | string): void {
+      flush();
+      if (!res.writableEnded && !res.destroyed) res.end(tail);
     },
   };
 }
+
+const asBuffer = (data: Buffer | string): Buffer => (typeof data === "string" ? Buffer.from(data) : data);

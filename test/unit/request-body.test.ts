@@ -315,4 +315,68 @@ describe("withModel: fuzz", () => {
     }
     assert.ok(spliced > 100, `the fuzz must exercise the splice path (got ${spliced})`);
   });
+
+  test("300 random JSON objects with long members (as agents send): inspectBody and withModel agree with JSON.parse", () => {
+    // Long members put the walk's early stop to work: past the model, only the keys' spellings are searched for.
+    const random = prng(0xa6e17);
+    const long = () => {
+      const tools = Array.from({ length: 40 }, (_, i) => ({ type: "function", function: { name: `tool_${i}`, parameters: { type: "object", properties: { model: { type: "string" }, path: { type: "string", description: "where, \"exactly\"" } } } } }));
+      return `"tools":${JSON.stringify(tools)}`;
+    };
+    let early = 0;
+    for (let i = 0; i < 300; i++) {
+      const { text, model } = gen(random);
+      // Insert one or two long members at random member boundaries of the top-level object.
+      const inner = text.trim().slice(1, -1);
+      const pieces = inner.trim() === "" ? [] : [inner];
+      const padded = random() < 0.5 ? `{${[...pieces, long()].join(",")}}` : `{${[long(), ...pieces, long()].join(",")}}`;
+      const input = b(padded);
+      const parsed = JSON.parse(padded) as Record<string, unknown>;
+      const info = inspectBody(input, "application/json");
+      const expected = typeof parsed.model === "string" && parsed.model.trim() ? parsed.model.trim() : null;
+      const models = parsed.models;
+      const badModels = models !== undefined && (!Array.isArray(models) || models.some((m) => typeof m !== "string" || !m.trim()));
+      assert.equal(info.kind, badModels ? "invalid_json" : "json", `case ${i}: ${padded}`);
+      if (info.kind === "json") {
+        assert.equal(info.model, expected, `case ${i}: ${padded}`);
+        assert.equal(info.stream === true, parsed.stream === true, `case ${i}: stream`);
+      }
+      const out = rewrite(input, model);
+      assert.deepEqual(JSON.parse(out.toString("utf8")), { ...parsed, model }, `case ${i}: ${padded}`);
+      const span = topLevelValueSpan(input, "model");
+      if (span && input.length - span[1] > 2048) early++;
+    }
+    assert.ok(early > 50, `the fuzz must reach the early stop (got ${early})`);
+  });
+});
+
+describe("inspectBody on long bodies: the walk stops early only where nothing can follow", () => {
+  const tail = (n = 60) => `"tools":${JSON.stringify(Array.from({ length: n }, (_, i) => ({ name: `t${i}`, parameters: { properties: { model: { type: "string" }, stream: { type: "boolean" } } } })))}`;
+
+  test("a key after the model in a long tail is still read (stream, models)", () => {
+    assert.deepEqual(inspectBody(b(`{"model":"a",${tail()},"stream":true}`), "application/json"), { kind: "json", model: "a", stream: true });
+    assert.deepEqual(inspectBody(b(`{"model":"a",${tail()},"models":["b"]}`), "application/json"), { kind: "json", model: "a", models: ["b"] });
+  });
+
+  test("a later duplicate model, plain or written with escapes, is the one used (as JSON.parse keeps the last)", () => {
+    assert.equal((inspectBody(b(`{"model":"a",${tail()},"model":"b"}`), "application/json") as { model: string }).model, "b");
+    assert.equal((inspectBody(b(`{"model":"a",${tail()},"mod\u0065l":"b"}`), "application/json") as { model: string }).model, "b");
+    const body = b(`{"model":"a",${tail()},"mod\u0065l":"b"}`);
+    assert.equal((JSON.parse(rewrite(body, "c").toString()) as { model: string }).model, "c");
+  });
+
+  test("nested model keys in the tail are not the model; the splice changes only the top-level one", () => {
+    const text = `{"messages":[],"model":"a",${tail()}}`;
+    assert.deepEqual(inspectBody(b(text), "application/json"), { kind: "json", model: "a" });
+    const out = rewrite(b(text), "b");
+    assert.equal(out.toString(), text.replace('"model":"a"', '"model":"b"'));
+  });
+
+  test("what is not walked is not checked: a body malformed only deep in its long tail goes to the upstream, which refuses it", () => {
+    const text = `{"model":"a",${tail()},"x":[1,,2]}`;
+    assert.deepEqual(inspectBody(b(text), "application/json"), { kind: "json", model: "a" });
+    // A body that does not end as an object is still refused by the gateway.
+    assert.equal(inspectBody(b(`{"model":"a",${tail()}`), "application/json").kind, "invalid_json");
+    assert.equal(inspectBody(b(`{"model":"a",${tail()},}`), "application/json").kind, "invalid_json");
+  });
 });
