@@ -4,7 +4,7 @@
  * peak RSS).
  */
 import { execFileSync, fork, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -181,6 +181,8 @@ export interface GatewayOptions {
   routesYaml: string;
   /** Extra node flags for the gateway process (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** A file that also gets the gateway's standard output (appended: the held streams' fresh gateway adds to it). */
+  logFile?: string;
   /** Extra environment variables (LOG_LEVEL defaults to warn). */
   env?: Record<string, string>;
   timeoutMs?: number;
@@ -213,7 +215,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayProc
   const args = [...(options.nodeArgs ?? []), GATEWAY_BIN, "start", "--config", routesFile, "--port", String(port), "--host", "127.0.0.1"];
   const child = track(spawn(process.execPath, args, { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] }));
   const output = tail(child);
-  if (process.env.BENCH_GW_STDOUT) child.stdout?.pipe((await import("node:fs")).createWriteStream(process.env.BENCH_GW_STDOUT));
+  if (options.logFile) child.stdout?.pipe(createWriteStream(options.logFile, { flags: "a" }));
   const origin = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (options.timeoutMs ?? 15_000);
   let spawnError: Error | undefined;

@@ -70,6 +70,8 @@ const USAGE = `Usage: npm run bench -- [options]
                      (one of the two at a time; profiling slows the gateway, so the figures are not comparable)
   --perf             run the gateway with --perf-basic-prof, for Linux perf to name its JIT code
                      (attach \`perf record -g -p <gateway pid>\` yourself; see bench/README.md)
+  --gateway-node-flags=F  more node flags for the gateway, e.g. --gateway-node-flags="--trace-gc --heapsnapshot-signal=SIGUSR2"
+  --gateway-log PATH more of the gateway's standard output (its log, --trace-gc's lines), appended to PATH
   --help             this text
 `;
 
@@ -85,6 +87,7 @@ interface Options {
   updateBaseline: boolean;
   jsonPath: string;
   gatewayNodeArgs: string[];
+  gatewayLog: string | undefined;
   profileDir: string | undefined;
 }
 
@@ -105,6 +108,8 @@ function parseOptions(argv: string[]): Options | undefined {
       "cpu-prof": { type: "boolean" },
       prof: { type: "boolean" },
       perf: { type: "boolean" },
+      "gateway-node-flags": { type: "string" },
+      "gateway-log": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -148,7 +153,7 @@ function parseOptions(argv: string[]): Options | undefined {
     if (values.prof) gatewayNodeArgs.push("--prof", "--no-logfile-per-isolate", `--logfile=${path.join(profileDir, "gateway-v8.log")}`);
   }
   if (values.perf) gatewayNodeArgs.push("--perf-basic-prof");
-  if (process.env.BENCH_GW_FLAGS) gatewayNodeArgs.push(...process.env.BENCH_GW_FLAGS.split(" "));
+  if (values["gateway-node-flags"]) gatewayNodeArgs.push(...values["gateway-node-flags"].split(/\s+/).filter(Boolean));
   if ((values.check || values["update-baseline"]) && !targets.includes("gateway")) throw new Error("--check and --update-baseline need the gateway target");
   return {
     durationSec,
@@ -161,6 +166,7 @@ function parseOptions(argv: string[]): Options | undefined {
     updateBaseline: values["update-baseline"] ?? false,
     jsonPath: path.resolve(values.json ?? path.join(REPO_ROOT, "build", "bench-results.json")),
     gatewayNodeArgs,
+    gatewayLog: values["gateway-log"] ? path.resolve(values["gateway-log"]) : undefined,
     profileDir,
   };
 }
@@ -314,6 +320,7 @@ async function main(options: Options): Promise<number> {
     const launched = await startGateway({
       routesYaml: routesYaml(mock),
       nodeArgs: options.gatewayNodeArgs,
+      logFile: options.gatewayLog,
       // The default pool (200 connections per upstream) would queue most of the held streams.
       env: { UPSTREAM_MAX_CONNECTIONS: String(HELD_STREAMS + 100) },
     });
