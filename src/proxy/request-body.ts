@@ -43,8 +43,8 @@ const KEY_MODEL = Buffer.from('"model"');
 const KEY_MODELS = Buffer.from('"models"');
 const KEY_STREAM = Buffer.from('"stream"');
 const TRUE = Buffer.from("true");
-/** Keys end with a quote; searched from their end, whose bytes are rarer in JSON than a quote is. */
-const INSPECTED_KEYS = [Buffer.from('model"'), Buffer.from('models"'), Buffer.from('stream"')];
+/** Bare, so that any spelling counts: `model` also finds "models", 'model' and an unquoted key a lenient upstream might accept. */
+const INSPECTED_KEYS = [Buffer.from("model"), Buffer.from("stream")];
 
 /**
  * Reads `model`, `models` and `stream` from a JSON object without parsing the
@@ -264,13 +264,14 @@ export function topLevelValueSpan(buf: Buffer, key: string): [number, number] | 
 /** [key start, value end, end of the previous member's value (undefined for the first), value start] of the last `key` member. */
 function topLevelMember(buf: Buffer, key: string): [number, number, number | undefined, number] | null {
   const wanted = Buffer.from(JSON.stringify(key));
-  const needle = wanted.subarray(1);
+  // A key with characters JSON may also write escaped (as \/ for /) cannot be searched for by one spelling.
+  const needles = /^[A-Za-z0-9_]+$/.test(key) ? [Buffer.from(key)] : undefined;
   let found: [number, number, number | undefined, number] | null = null;
   let horizon: number | undefined;
   forEachMember(buf, (keyStart, keyEnd, valueStart, valueEnd, previousEnd) => {
     if (keyMatches(buf, keyStart, keyEnd, wanted, key)) found = [keyStart, valueEnd, previousEnd, valueStart];
     if (found === null) return false;
-    horizon ??= walkHorizon(buf, valueEnd, [needle]);
+    horizon ??= needles ? walkHorizon(buf, valueEnd, needles) : buf.length;
     return canStopAt(buf, valueEnd, horizon);
   });
   return found;
@@ -280,25 +281,33 @@ function topLevelMember(buf: Buffer, key: string): [number, number, number | und
 const TAIL_WALK_MAX = 2048;
 
 /**
- * Where a walk for the members spelled as `needles` may stop: past this
- * offset the body holds none of them. An agent's body is mostly what follows
- * `model` (tool schemas: a thousand short strings, which cost a walk far more
- * than a search does). A later key matters only if spelled as one of
- * `needles` (a quote inside a JSON string is always escaped, so the bytes
- * `"model` are a string token) or with a \u escape, so a search for each
- * from the end rules them out. What is not walked is not checked either: a
- * body malformed in that tail (but for its closing brace) reaches the
- * upstream, which refuses it, as it would through any reverse proxy.
+ * Where a walk for the members named as `needles` may stop: past this offset
+ * the body holds none of them. An agent's body is mostly what follows `model`
+ * (tool schemas: a thousand short strings, which cost a walk far more than a
+ * search does). A later key with that name must contain its letters as they
+ * are, or written with a \u escape (no other escape spells a letter), so
+ * searching for the bare name and for `\u` rules them out, in any quoting.
+ * What is not walked is not checked either: a body malformed in that tail
+ * (but for its closing brace) reaches the upstream, which refuses it, as it
+ * would through any reverse proxy.
  */
 function walkHorizon(buf: Buffer, from: number, needles: readonly Buffer[]): number {
-  if (buf.length - from < TAIL_WALK_MAX) return buf.length;
+  // The last member end from which a stop is still allowed; a horizon at or past it ends the search.
+  const latest = buf.length - TAIL_WALK_MAX;
+  if (from >= latest) return buf.length;
   let last = buf.length - 1;
   while (last > from && (buf[last] === 0x20 || buf[last] === 0x0a || buf[last] === 0x0d || buf[last] === 0x09)) last--;
   if (buf[last] !== CLOSE_BRACE) return buf.length;
+  const all = [ESCAPE_U, ...needles];
+  // Most often a stop is impossible because a wanted key comes last ("stream" after the tools): seen in the last bytes alone.
+  for (const needle of all) if (buf.indexOf(needle, latest) >= 0) return buf.length;
   let horizon = -1;
-  for (const needle of [ESCAPE_U, ...needles]) {
-    // Forward: a search backwards from the end would scan the whole body when the needle is absent.
-    for (let at = buf.indexOf(needle, from); at >= 0; at = buf.indexOf(needle, at + 1)) horizon = Math.max(horizon, at);
+  for (const needle of all) {
+    // Forward first: a search from the end would scan the whole body when the tail has none. When it has one, the
+    // search from the end stops at the last, which lies in the tail: both bounded by the tail, however many there are.
+    if (buf.indexOf(needle, from) < 0) continue;
+    horizon = Math.max(horizon, buf.lastIndexOf(needle));
+    if (horizon >= latest) return buf.length;
   }
   return horizon;
 }

@@ -288,6 +288,8 @@ export function clientWriter(res: ServerResponse, upstream: () => Pick<EventSour
       const bytes = asBuffer(data);
       pending.push(bytes);
       pendingBytes += bytes.length;
+      // A client that is (or would now be) backed up gets the batch at once, so the upstream is held from this event on.
+      if (res.writableNeedDrain || res.writableLength + pendingBytes >= res.writableHighWaterMark) flush();
     },
     /** Ends the response after what is pending. */
     end(tail?: Buffer | string): void {

@@ -317,19 +317,15 @@ describe("withModel: fuzz", () => {
   });
 
   test("300 random JSON objects with long members (as agents send): inspectBody and withModel agree with JSON.parse", () => {
-    // Long members put the walk's early stop to work: past the model, only the keys' spellings are searched for.
+    // Long members put the walk's early stop to work: past the model, only the keys' names are searched for.
     const random = prng(0xa6e17);
-    const long = () => {
-      const tools = Array.from({ length: 40 }, (_, i) => ({ type: "function", function: { name: `tool_${i}`, parameters: { type: "object", properties: { model: { type: "string" }, path: { type: "string", description: "where, \"exactly\"" } } } } }));
-      return `"tools":${JSON.stringify(tools)}`;
-    };
-    let early = 0;
+    let stopped = 0;
     for (let i = 0; i < 300; i++) {
       const { text, model } = gen(random);
-      // Insert one or two long members at random member boundaries of the top-level object.
+      // One or two long members around the random ones.
       const inner = text.trim().slice(1, -1);
       const pieces = inner.trim() === "" ? [] : [inner];
-      const padded = random() < 0.5 ? `{${[...pieces, long()].join(",")}}` : `{${[long(), ...pieces, long()].join(",")}}`;
+      const padded = random() < 0.5 ? `{${[...pieces, plainTail()].join(",")}}` : `{${[plainTail(), ...pieces, plainTail()].join(",")}}`;
       const input = b(padded);
       const parsed = JSON.parse(padded) as Record<string, unknown>;
       const info = inspectBody(input, "application/json");
@@ -343,40 +339,76 @@ describe("withModel: fuzz", () => {
       }
       const out = rewrite(input, model);
       assert.deepEqual(JSON.parse(out.toString("utf8")), { ...parsed, model }, `case ${i}: ${padded}`);
-      const span = topLevelValueSpan(input, "model");
-      if (span && input.length - span[1] > 2048) early++;
+      if (!badModels && stopsEarly(padded)) stopped++;
     }
-    assert.ok(early > 50, `the fuzz must reach the early stop (got ${early})`);
+    assert.ok(stopped > 50, `the fuzz must reach the early stop (got ${stopped})`);
   });
 });
 
-describe("inspectBody on long bodies: the walk stops early only where nothing can follow", () => {
-  const tail = (n = 60) => `"tools":${JSON.stringify(Array.from({ length: n }, (_, i) => ({ name: `t${i}`, parameters: { properties: { model: { type: "string" }, stream: { type: "boolean" } } } })))}`;
+/** A long member (2.9 KB) of tool schemas that names none of the keys the walk looks for. */
+function plainTail(count = 20): string {
+  return `"tools":${JSON.stringify(Array.from({ length: count }, (_, i) => ({ type: "function", function: { name: `tool_${i}`, description: 'reads a file, "exactly"', parameters: { type: "object", properties: { path: { type: "string" } } } } })))}`;
+}
 
-  test("a key after the model in a long tail is still read (stream, models)", () => {
-    assert.deepEqual(inspectBody(b(`{"model":"a",${tail()},"stream":true}`), "application/json"), { kind: "json", model: "a", stream: true });
-    assert.deepEqual(inspectBody(b(`{"model":"a",${tail()},"models":["b"]}`), "application/json"), { kind: "json", model: "a", models: ["b"] });
+/**
+ * Whether inspectBody's walk stops before the end of this (valid) body: the
+ * same body with a malformed last member is then still read as JSON, since
+ * the walk never reaches it.
+ */
+function stopsEarly(text: string): boolean {
+  const end = text.lastIndexOf("}");
+  return inspectBody(b(`${text.slice(0, end)},"zz" 1}`), "application/json").kind === "json";
+}
+
+describe("inspectBody on long bodies: the walk stops early only where nothing can follow", () => {
+  test("it does stop past the model when the rest names no wanted key", () => {
+    const text = `{"messages":[],"model":"a",${plainTail()}}`;
+    assert.deepEqual(inspectBody(b(text), "application/json"), { kind: "json", model: "a" });
+    assert.equal(stopsEarly(text), true);
+    // The short body is walked to its end, malformed member included.
+    assert.equal(stopsEarly(`{"model":"a",${plainTail(2)}}`), false);
+  });
+
+  test("a key after the model in a long tail is still read (stream, models), and the walk goes on to it", () => {
+    assert.deepEqual(inspectBody(b(`{"model":"a",${plainTail()},"stream":true}`), "application/json"), { kind: "json", model: "a", stream: true });
+    assert.deepEqual(inspectBody(b(`{"model":"a",${plainTail()},"models":["b"]}`), "application/json"), { kind: "json", model: "a", models: ["b"] });
+    assert.equal(stopsEarly(`{"model":"a",${plainTail()},"stream":true}`), false);
+    // Past the last one, it stops again.
+    assert.deepEqual(inspectBody(b(`{"model":"a",${plainTail()},"stream":true,${plainTail()}}`), "application/json"), { kind: "json", model: "a", stream: true });
+    assert.equal(stopsEarly(`{"model":"a",${plainTail()},"stream":true,${plainTail()}}`), true);
   });
 
   test("a later duplicate model, plain or written with escapes, is the one used (as JSON.parse keeps the last)", () => {
-    assert.equal((inspectBody(b(`{"model":"a",${tail()},"model":"b"}`), "application/json") as { model: string }).model, "b");
-    assert.equal((inspectBody(b(`{"model":"a",${tail()},"mod\u0065l":"b"}`), "application/json") as { model: string }).model, "b");
-    const body = b(`{"model":"a",${tail()},"mod\u0065l":"b"}`);
-    assert.equal((JSON.parse(rewrite(body, "c").toString()) as { model: string }).model, "c");
+    for (const key of ['"model"', '"mod\\u0065l"', '"\\u006dodel"']) {
+      for (const text of [`{"model":"a",${plainTail()},${key}:"b"}`, `{"model":"a",${plainTail()},${key}:"b",${plainTail()}}`]) {
+        assert.equal((JSON.parse(text) as { model: string }).model, "b", text.slice(-40));
+        assert.equal((inspectBody(b(text), "application/json") as { model: string }).model, "b", key);
+        const out = JSON.parse(rewrite(b(text), "c").toString()) as Record<string, unknown>;
+        assert.deepEqual(out, { ...(JSON.parse(text) as object), model: "c" }, key);
+      }
+    }
   });
 
   test("nested model keys in the tail are not the model; the splice changes only the top-level one", () => {
-    const text = `{"messages":[],"model":"a",${tail()}}`;
+    const tail = `"tools":${JSON.stringify(Array.from({ length: 60 }, (_, i) => ({ name: `t${i}`, parameters: { properties: { model: { type: "string" }, stream: { type: "boolean" } } } })))}`;
+    const text = `{"messages":[],"model":"a",${tail}}`;
     assert.deepEqual(inspectBody(b(text), "application/json"), { kind: "json", model: "a" });
     const out = rewrite(b(text), "b");
     assert.equal(out.toString(), text.replace('"model":"a"', '"model":"b"'));
   });
 
-  test("what is not walked is not checked: a body malformed only deep in its long tail goes to the upstream, which refuses it", () => {
-    const text = `{"model":"a",${tail()},"x":[1,,2]}`;
-    assert.deepEqual(inspectBody(b(text), "application/json"), { kind: "json", model: "a" });
+  test("a key whose name JSON may also write escaped (a slash as \\/) is never searched for by one spelling", () => {
+    const text = `{"a/b":1,${plainTail()},"a\\/b":2}`;
+    const span = topLevelValueSpan(b(text), "a/b");
+    assert.ok(span);
+    assert.equal(b(text).toString("utf8", span[0], span[1]), "2");
+  });
+
+  test("what is not walked is not checked: a body malformed only past the stop goes to the upstream, which refuses it", () => {
+    // The trade-off, pinned: a short body with the same fault gets the gateway's own 400.
+    assert.deepEqual(inspectBody(b(`{"model":"a",${plainTail()},"x" 1}`), "application/json"), { kind: "json", model: "a" });
+    assert.equal(inspectBody(b(`{"model":"a","x" 1}`), "application/json").kind, "invalid_json");
     // A body that does not end as an object is still refused by the gateway.
-    assert.equal(inspectBody(b(`{"model":"a",${tail()}`), "application/json").kind, "invalid_json");
-    assert.equal(inspectBody(b(`{"model":"a",${tail()},}`), "application/json").kind, "invalid_json");
+    assert.equal(inspectBody(b(`{"model":"a",${plainTail()}`), "application/json").kind, "invalid_json");
   });
 });
