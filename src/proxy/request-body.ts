@@ -292,7 +292,7 @@ const TAIL_WALK_MAX = 2048;
  * would through any reverse proxy.
  */
 function walkHorizon(buf: Buffer, from: number, needles: readonly Buffer[]): number {
-  // The last member end from which a stop is still allowed; a horizon at or past it ends the search.
+  // No stop is allowed after a member that ends past this.
   const latest = buf.length - TAIL_WALK_MAX;
   if (from >= latest) return buf.length;
   let last = buf.length - 1;
@@ -305,9 +305,7 @@ function walkHorizon(buf: Buffer, from: number, needles: readonly Buffer[]): num
   for (const needle of all) {
     // Forward first: a search from the end would scan the whole body when the tail has none. When it has one, the
     // search from the end stops at the last, which lies in the tail: both bounded by the tail, however many there are.
-    if (buf.indexOf(needle, from) < 0) continue;
-    horizon = Math.max(horizon, buf.lastIndexOf(needle));
-    if (horizon >= latest) return buf.length;
+    if (buf.indexOf(needle, from) >= 0) horizon = Math.max(horizon, buf.lastIndexOf(needle));
   }
   return horizon;
 }
