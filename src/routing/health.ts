@@ -54,15 +54,116 @@ export interface HealthView {
 /** What a plan may do with a model now. */
 export type Admission = "ok" | "probe" | "blocked";
 
-interface Outcome {
-  at: number;
-  ok: boolean;
-  latencyMs: number;
+/**
+ * The last `size` outcomes within `windowMs`, as a ring in time order, with
+ * the counts and the sorted latencies of its successes kept up to date on
+ * every change: recording an outcome, expiring one and reading the window's
+ * figures cost O(1) (a sorted insert or removal is a binary search and one
+ * `copyWithin` of at most `size` numbers), never a pass over the window, and
+ * nothing is allocated per request. Time only moves forward here: an outcome
+ * that has expired at one `now` stays expired, so a `now` earlier than one
+ * already seen counts what is left.
+ */
+class OutcomeWindow {
+  private readonly at: Float64Array;
+  private readonly latency: Float64Array;
+  private readonly ok: Uint8Array;
+  /** The latencies of the successes in the window, ascending. */
+  private readonly sortedOk: Float64Array;
+  private head = 0;
+  private count = 0;
+  private okCount = 0;
+
+  constructor(
+    private readonly size: number,
+    private readonly windowMs: number,
+  ) {
+    this.at = new Float64Array(size);
+    this.latency = new Float64Array(size);
+    this.ok = new Uint8Array(size);
+    this.sortedOk = new Float64Array(size);
+  }
+
+  push(now: number, ok: boolean, latencyMs: number): void {
+    // A NaN would sort nowhere, and its removal would take out another success's latency.
+    const value = Number.isFinite(latencyMs) ? latencyMs : 0;
+    this.expire(now);
+    if (this.count === this.size) this.dropOldest();
+    const slot = (this.head + this.count) % this.size;
+    // A clock that stepped back would put this outcome before older ones: it is stamped no earlier than the last.
+    const last = this.count > 0 ? (this.at[(slot + this.size - 1) % this.size] as number) : now;
+    this.at[slot] = Math.max(now, last);
+    this.latency[slot] = value;
+    this.ok[slot] = ok ? 1 : 0;
+    this.count++;
+    if (ok) this.insertOk(value);
+  }
+
+  clear(): void {
+    this.head = 0;
+    this.count = 0;
+    this.okCount = 0;
+  }
+
+  requests(now: number): number {
+    this.expire(now);
+    return this.count;
+  }
+
+  failures(now: number): number {
+    this.expire(now);
+    return this.count - this.okCount;
+  }
+
+  successRate(now: number): number | null {
+    this.expire(now);
+    return this.count ? this.okCount / this.count : null;
+  }
+
+  p50LatencyMs(now: number): number | null {
+    this.expire(now);
+    return this.okCount ? (this.sortedOk[(this.okCount - 1) >> 1] as number) : null;
+  }
+
+  private expire(now: number): void {
+    while (this.count > 0 && now - (this.at[this.head] as number) > this.windowMs) this.dropOldest();
+  }
+
+  private dropOldest(): void {
+    const slot = this.head;
+    this.head = (this.head + 1) % this.size;
+    this.count--;
+    if (this.ok[slot] === 1) this.removeOk(this.latency[slot] as number);
+  }
+
+  private insertOk(latencyMs: number): void {
+    const at = this.lowerBound(latencyMs);
+    this.sortedOk.copyWithin(at + 1, at, this.okCount);
+    this.sortedOk[at] = latencyMs;
+    this.okCount++;
+  }
+
+  private removeOk(latencyMs: number): void {
+    const at = this.lowerBound(latencyMs);
+    this.sortedOk.copyWithin(at, at + 1, this.okCount);
+    this.okCount--;
+  }
+
+  /** The first index whose latency is not below `latencyMs`. */
+  private lowerBound(latencyMs: number): number {
+    let low = 0;
+    let high = this.okCount;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if ((this.sortedOk[mid] as number) < latencyMs) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
 }
 
 export class ModelHealth {
-  private readonly outcomes: Outcome[] = [];
-  private next = 0;
+  private readonly window: OutcomeWindow;
   private consecutive = 0;
   private state: BreakerState = "closed";
   private openUntil = 0;
@@ -70,7 +171,9 @@ export class ModelHealth {
   private trips = 0;
   private probeSince = -1;
 
-  constructor(private readonly policy: HealthPolicy = DEFAULT_HEALTH_POLICY) {}
+  constructor(private readonly policy: HealthPolicy = DEFAULT_HEALTH_POLICY) {
+    this.window = new OutcomeWindow(policy.windowSize, policy.windowMs);
+  }
 
   /** Whether a request may go to this model now, without changing state. */
   admission(now: number): Admission {
@@ -93,16 +196,15 @@ export class ModelHealth {
   }
 
   recordSuccess(now: number, latencyMs: number): void {
-    this.push({ at: now, ok: true, latencyMs });
+    this.window.push(now, true, latencyMs);
     this.consecutive = 0;
     if (this.state !== "closed") {
       this.state = "closed";
       this.trips = 0;
       this.probeSince = -1;
       // The window that tripped the breaker is history now.
-      this.outcomes.length = 0;
-      this.next = 0;
-      this.push({ at: now, ok: true, latencyMs });
+      this.window.clear();
+      this.window.push(now, true, latencyMs);
     }
     this.rateLimitedUntil = 0;
   }
@@ -112,7 +214,7 @@ export class ModelHealth {
    * cooldown for that long; `rateLimited` without it uses the default.
    */
   recordFailure(now: number, options: { latencyMs?: number; rateLimited?: boolean; retryAfterMs?: number | undefined } = {}): void {
-    this.push({ at: now, ok: false, latencyMs: options.latencyMs ?? 0 });
+    this.window.push(now, false, options.latencyMs ?? 0);
     this.consecutive++;
     if (options.retryAfterMs !== undefined || options.rateLimited) {
       const wait = options.retryAfterMs ?? this.policy.rateLimitCooldownMs;
@@ -126,17 +228,14 @@ export class ModelHealth {
   }
 
   view(now: number): HealthView {
-    const recent = this.recent(now);
-    const oks = recent.filter((o) => o.ok);
-    const latencies = oks.map((o) => o.latencyMs).sort((a, b) => a - b);
     const blockedUntil = Math.max(this.rateLimitedUntil, this.state === "open" ? this.openUntil : 0);
     return {
       state: this.state === "open" && now >= this.openUntil ? "half_open" : this.state,
       blockedUntil: blockedUntil > now ? blockedUntil : 0,
       cooldownRemainingMs: Math.max(0, blockedUntil - now),
-      successRate: recent.length ? oks.length / recent.length : null,
-      p50LatencyMs: latencies.length ? (latencies[Math.floor((latencies.length - 1) / 2)] as number) : null,
-      requests: recent.length,
+      successRate: this.window.successRate(now),
+      p50LatencyMs: this.window.p50LatencyMs(now),
+      requests: this.window.requests(now),
       consecutiveFailures: this.consecutive,
       trips: this.trips,
     };
@@ -144,10 +243,9 @@ export class ModelHealth {
 
   private shouldTrip(now: number): boolean {
     if (this.consecutive >= this.policy.consecutiveFailures) return true;
-    const recent = this.recent(now);
-    if (recent.length < this.policy.minRequests) return false;
-    const failures = recent.reduce((n, o) => n + (o.ok ? 0 : 1), 0);
-    return failures / recent.length >= this.policy.failureRate;
+    const requests = this.window.requests(now);
+    if (requests < this.policy.minRequests) return false;
+    return this.window.failures(now) / requests >= this.policy.failureRate;
   }
 
   private trip(now: number): void {
@@ -156,15 +254,5 @@ export class ModelHealth {
     this.state = "open";
     this.openUntil = now + cooldown;
     this.probeSince = -1;
-  }
-
-  private push(outcome: Outcome): void {
-    if (this.outcomes.length < this.policy.windowSize) this.outcomes.push(outcome);
-    else this.outcomes[this.next] = outcome;
-    this.next = (this.next + 1) % this.policy.windowSize;
-  }
-
-  private recent(now: number): Outcome[] {
-    return this.outcomes.filter((o) => now - o.at <= this.policy.windowMs);
   }
 }

@@ -307,3 +307,72 @@ describe("health: view", () => {
     assert.equal(health.admission(1000), "blocked", "viewing later did not move the breaker on");
   });
 });
+
+describe("health: the window against a plain list", () => {
+  /** The window as a list filtered and sorted on every read: slow, obviously right. */
+  class ListWindow {
+    private outcomes: { at: number; ok: boolean; latencyMs: number }[] = [];
+    constructor(private readonly p: HealthPolicy) {}
+    push(at: number, ok: boolean, latencyMs: number): void {
+      this.outcomes.push({ at, ok, latencyMs });
+      if (this.outcomes.length > this.p.windowSize) this.outcomes.shift();
+    }
+    figures(now: number) {
+      const recent = this.outcomes.filter((o) => now - o.at <= this.p.windowMs);
+      const latencies = recent.filter((o) => o.ok).map((o) => o.latencyMs).sort((a, b) => a - b);
+      return {
+        requests: recent.length,
+        successRate: recent.length ? latencies.length / recent.length : null,
+        p50LatencyMs: latencies.length ? (latencies[(latencies.length - 1) >> 1] as number) : null,
+      };
+    }
+  }
+
+  test("3,000 random histories: the same requests, success rate and p50 at every step", () => {
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    for (let run = 0; run < 3000; run++) {
+      // The breaker never trips here, so every outcome stays in the window as recorded.
+      const p = policy({ windowSize: 1 + random(40), windowMs: 1 + random(500), consecutiveFailures: 1e9, minRequests: 1e9 });
+      const health = new ModelHealth(p);
+      const list = new ListWindow(p);
+      let now = random(1000);
+      const steps = 1 + random(80);
+      for (let step = 0; step < steps; step++) {
+        now += random(4) === 0 ? random(300) : random(3);
+        // Few distinct latencies, so equal values are removed and inserted often.
+        const latency = random(6) * 10;
+        if (random(3) === 0) {
+          health.recordFailure(now, { latencyMs: latency });
+          list.push(now, false, latency);
+        } else {
+          health.recordSuccess(now, latency);
+          list.push(now, true, latency);
+        }
+        // Sometimes only time passes before the window is read.
+        if (random(4) === 0) now += random(400);
+        const got = health.view(now);
+        assert.deepEqual(
+          { requests: got.requests, successRate: got.successRate, p50LatencyMs: got.p50LatencyMs },
+          list.figures(now),
+          `run ${run}, step ${step}`,
+        );
+      }
+    }
+  });
+
+  test("a latency that is not a number counts as 0 and takes no other success's place", () => {
+    const health = new ModelHealth(policy({ windowSize: 3 }));
+    health.recordSuccess(0, 50);
+    health.recordSuccess(1, Number.NaN);
+    health.recordSuccess(2, 70);
+    assert.equal(health.view(2).p50LatencyMs, 50, "median of 0, 50, 70");
+    health.recordSuccess(3, 90);
+    assert.equal(health.view(3).p50LatencyMs, 70, "the oldest (50) left: 0, 70, 90");
+    health.recordSuccess(4, 10);
+    assert.equal(health.view(4).p50LatencyMs, 70, "the 0 left: 10, 70, 90");
+  });
+});
