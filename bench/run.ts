@@ -72,8 +72,18 @@ const USAGE = `Usage: npm run bench -- [options]
                      (attach \`perf record -g -p <gateway pid>\` yourself; see bench/README.md)
   --gateway-node-flags=F  more node flags for the gateway, e.g. --gateway-node-flags="--trace-gc --heapsnapshot-signal=SIGUSR2"
   --gateway-log PATH more of the gateway's standard output (its log, --trace-gc's lines), appended to PATH
+  --gateway-log-level L  the gateway's LOG_LEVEL (default warn, so no line per request; info: a line per
+                     request, as a gateway started without LOG_LEVEL writes)
   --help             this text
 `;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function logLevel(value: string | undefined): string {
+  if (value === undefined) return "warn";
+  if (!LOG_LEVELS.includes(value)) throw new Error(`--gateway-log-level must be one of ${LOG_LEVELS.join(", ")}, got "${value}"`);
+  return value;
+}
 
 interface Options {
   durationSec: number;
@@ -88,6 +98,7 @@ interface Options {
   jsonPath: string;
   gatewayNodeArgs: string[];
   gatewayLog: string | undefined;
+  gatewayLogLevel: string;
   profileDir: string | undefined;
 }
 
@@ -110,6 +121,7 @@ function parseOptions(argv: string[]): Options | undefined {
       perf: { type: "boolean" },
       "gateway-node-flags": { type: "string" },
       "gateway-log": { type: "string" },
+      "gateway-log-level": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -167,6 +179,7 @@ function parseOptions(argv: string[]): Options | undefined {
     jsonPath: path.resolve(values.json ?? path.join(REPO_ROOT, "build", "bench-results.json")),
     gatewayNodeArgs,
     gatewayLog: values["gateway-log"] ? path.resolve(values["gateway-log"]) : undefined,
+    gatewayLogLevel: logLevel(values["gateway-log-level"]),
     profileDir,
   };
 }
@@ -322,7 +335,7 @@ async function main(options: Options): Promise<number> {
       nodeArgs: options.gatewayNodeArgs,
       logFile: options.gatewayLog,
       // The default pool (200 connections per upstream) would queue most of the held streams.
-      env: { UPSTREAM_MAX_CONNECTIONS: String(HELD_STREAMS + 100) },
+      env: { UPSTREAM_MAX_CONNECTIONS: String(HELD_STREAMS + 100), LOG_LEVEL: options.gatewayLogLevel },
     });
     guardPids.push(launched.pid);
     guardDirs.push(launched.dir);
