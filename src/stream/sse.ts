@@ -16,9 +16,11 @@ export interface SseEvent {
 
 const LF = 0x0a;
 const CR = 0x0d;
+const EMPTY = Buffer.alloc(0);
+const LF_LF = Buffer.from("\n\n");
 
 export class SseParser {
-  private tail: Buffer = Buffer.alloc(0);
+  private tail: Buffer = EMPTY;
   /** Bytes of `tail` already known to hold no event boundary. */
   private scanned = 0;
 
@@ -29,14 +31,17 @@ export class SseParser {
     let start = 0;
     // A boundary may have begun up to three bytes before the new chunk (\r\n\r | \n).
     let i = Math.max(0, this.scanned - 3);
+    // Most servers end lines with LF alone: then an event ends at the first LF LF, found by one search.
+    const lfOnly = buf.indexOf(CR) < 0;
     while (i < buf.length) {
-      const end = blankLineEnd(buf, i);
+      const end = lfOnly ? lfBlankLineEnd(buf, i) : blankLineEnd(buf, i);
       if (end < 0) break;
-      events.push(parseBlock(buf.subarray(start, end)));
+      // One event per read is the usual case: its bytes are the chunk itself.
+      events.push(parseBlock(start === 0 && end === buf.length ? buf : buf.subarray(start, end), lfOnly));
       start = end;
       i = end;
     }
-    this.tail = start === 0 ? buf : buf.subarray(start);
+    this.tail = start === 0 ? buf : start === buf.length ? EMPTY : buf.subarray(start);
     this.scanned = this.tail.length;
     return events;
   }
@@ -44,10 +49,10 @@ export class SseParser {
   /** The stream ended: an unterminated last event still counts. */
   end(): SseEvent[] {
     const rest = this.tail;
-    this.tail = Buffer.alloc(0);
+    this.tail = EMPTY;
     this.scanned = 0;
     if (rest.length === 0 || isBlank(rest)) return [];
-    return [parseBlock(rest)];
+    return [parseBlock(rest, rest.indexOf(CR) < 0)];
   }
 }
 
@@ -81,21 +86,32 @@ function blankLineEnd(buf: Buffer, from: number): number {
   }
 }
 
+/** `blankLineEnd` for bytes known to hold no CR. */
+function lfBlankLineEnd(buf: Buffer, from: number): number {
+  const at = buf.indexOf(LF_LF, from);
+  return at < 0 ? -1 : at + 2;
+}
+
+function hasCr(buf: Buffer, from: number, to: number): boolean {
+  const cr = buf.indexOf(CR, from);
+  return cr >= 0 && cr < to;
+}
+
 function isBlank(buf: Buffer): boolean {
   for (const byte of buf) if (byte !== LF && byte !== CR) return false;
   return true;
 }
 
-const DATA_PREFIX = Buffer.from("data: ");
+/** `data: ` */
+const D = 0x64, A = 0x61, T = 0x74, COLON = 0x3a, SPACE = 0x20;
 
-function parseBlock(raw: Buffer): SseEvent {
+function parseBlock(raw: Buffer, lfOnly: boolean): SseEvent {
   // The usual event is one "data: ..." line: take its value without splitting lines.
   let end = raw.length;
   while (end > 0 && (raw[end - 1] === LF || raw[end - 1] === CR)) end--;
-  if (raw.compare(DATA_PREFIX, 0, 6, 0, Math.min(6, end)) === 0 && end > 6) {
+  if (end > 6 && raw[0] === D && raw[1] === A && raw[2] === T && raw[3] === A && raw[4] === COLON && raw[5] === SPACE) {
     const lf = raw.indexOf(LF, 6);
-    const cr = raw.indexOf(CR, 6);
-    if ((lf < 0 || lf >= end) && (cr < 0 || cr >= end)) return { event: undefined, data: raw.toString("utf8", 6, end), raw };
+    if ((lf < 0 || lf >= end) && (lfOnly || !hasCr(raw, 6, end))) return { event: undefined, data: raw.toString("utf8", 6, end), raw };
   }
   let event: string | undefined;
   let data: string | undefined;
