@@ -3,6 +3,7 @@ import type { Logger } from "../observe/logger.js";
 import type { Candidate } from "../routing/plan.js";
 import { StreamTimeoutError } from "../stream/reader.js";
 import type { EventSource } from "../stream/source.js";
+import { ChunkShape } from "../stream/chunk-shape.js";
 import type { SseEvent } from "../stream/sse.js";
 import { ChatTranscript, ReplayVerifier } from "../stream/transcript.js";
 import { sseError } from "./notice.js";
@@ -61,6 +62,8 @@ export interface RecoveryOptions {
 type Mode = { kind: "direct" } | { kind: "replay"; verifier: ReplayVerifier } | { kind: "continue" };
 
 const DONE = Buffer.from("data: [DONE]\n\n");
+/** Attempts to learn a chunk shape per stream: a reasoning part, the text, a tool call each have theirs. */
+const MAX_SHAPE_LEARNING = 4;
 const OPEN_BRACE = 0x7b;
 
 /** The relay's events passed to a Chat Completions client as they are. */
@@ -95,6 +98,12 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
     reader.destroy();
     end(tail);
   };
+  /**
+   * The shape of this stream's chunks (relayed as they are, so only the
+   * transcript needs their text): a chunk of that shape costs no JSON.parse.
+   */
+  let shape: ChunkShape | undefined;
+  let learning = MAX_SHAPE_LEARNING;
   // The client leaving ends the upstream stream at once.
   const onClose = () => reader.destroy();
   res.on("close", onClose);
@@ -109,6 +118,15 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
     if (data === undefined) {
       send(output.other(event.raw));
       return true;
+    }
+    if (shape !== undefined) {
+      const piece = shape.match(data);
+      if (piece !== undefined) {
+        const target = shape.target;
+        transcript.append(target.choice, target.field, target.call, piece);
+        send(event.raw);
+        return true;
+      }
     }
     // Before the parse: a JSON.parse that throws costs more than the rest of the event's relay.
     if (data.charCodeAt(0) !== OPEN_BRACE && data.trim() === "[DONE]") return false;
@@ -125,6 +143,11 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
     }
     if ((chunk as { error?: unknown }).error) return false;
     transcript.apply(chunk as Record<string, unknown>);
+    // A new shape is learned from a chunk the current one missed, a bounded number of times per stream.
+    if (learning > 0 && output === CHAT_OUTPUT) {
+      learning--;
+      shape = ChunkShape.learn(data, chunk as Record<string, unknown>) ?? shape;
+    }
     send(output.chunk(chunk as Record<string, unknown>, event.raw));
     return true;
   };

@@ -84,6 +84,26 @@ export class ChatTranscript {
     }
   }
 
+  /**
+   * `apply` of a chunk whose only news is `piece`, appended to a choice's text
+   * field or (with `call`) to a tool call's arguments: the relay's fast path
+   * for chunks of a known shape (ChunkShape), which were applied once in full.
+   */
+  append(choice: number, field: string, call: number | undefined, piece: string): void {
+    if (piece === "") return;
+    const state = this.choice(choice);
+    if (call === undefined) {
+      state.text.set(field, (state.text.get(field) ?? "") + piece);
+      return;
+    }
+    let tool = state.toolCalls.get(call);
+    if (!tool) {
+      tool = { id: undefined, name: "", args: "" };
+      state.toolCalls.set(call, tool);
+    }
+    tool.args += piece;
+  }
+
   /** A deep copy: a replay is checked against what was sent when the failure happened. */
   clone(): ChatTranscript {
     const copy = new ChatTranscript();
