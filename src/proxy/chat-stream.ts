@@ -143,8 +143,8 @@ export async function relayChatStream(res: ServerResponse, stream: CommittedStre
     }
     if ((chunk as { error?: unknown }).error) return false;
     transcript.apply(chunk as Record<string, unknown>);
-    // A new shape is learned from a chunk the current one missed, a bounded number of times per stream.
-    if (learning > 0 && output === CHAT_OUTPUT) {
+    // A new shape is learned from a text chunk the current one missed, a bounded number of times per stream.
+    if (learning > 0 && output === CHAT_OUTPUT && ChunkShape.textOnly(chunk as Record<string, unknown>)) {
       learning--;
       shape = ChunkShape.learn(data, chunk as Record<string, unknown>) ?? shape;
     }

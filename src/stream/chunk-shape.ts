@@ -12,7 +12,6 @@
  * (a finish, usage, a second choice, a changed field) does not match and is
  * parsed as before. Pure: strings in, strings out.
  */
-import { isDeepStrictEqual } from "node:util";
 import { TEXT_FIELDS } from "./transcript.js";
 
 type Json = Record<string, unknown>;
@@ -26,8 +25,11 @@ export interface ShapeTarget {
 
 /** Anything in a string body that a plain slice does not stand for: a quote, an escape, a control character. */
 const NEEDS_DECODING = /["\\\u0000-\u001f]/;
-const PROBE_TEXT = "gateway-shape-probe-text";
-const PROBE_PAD = "gateway-shape-probe-pad";
+/** Pairs of strings for the text and the padding: two, so that no string the chunk itself holds can pass for both. */
+const PROBES = [
+  ["gateway-probe-text-1", "gateway-probe-pad-1"],
+  ["gateway-probe-text-2", "gateway-probe-pad-2"],
+] as const;
 
 const isObject = (value: unknown): value is Json => typeof value === "object" && value !== null && !Array.isArray(value);
 
@@ -85,62 +87,68 @@ export class ChunkShape {
   }
 
   /**
-   * The shape of `chunk` (parsed from `data`), when its only varying strings
-   * can be located in `data` and its delta adds nothing but that text to a
-   * transcript (no role-less tool call head, no finish, no other text): the
-   * same chunk with another text must mean just "append this text".
+   * Whether `chunk` adds nothing to a transcript but one string (a choice's
+   * text, or a tool call's arguments), so that the same chunk with another
+   * string means just "append this": the chunks a shape can be learned from.
    */
-  static learn(data: string, chunk: Json): ChunkShape | undefined {
-    if ("error" in chunk || !Array.isArray(chunk.choices) || chunk.choices.length !== 1) return undefined;
-    const choice: unknown = chunk.choices[0];
-    if (!isObject(choice) || !isObject(choice.delta)) return undefined;
-    if (typeof choice.finish_reason === "string" && choice.finish_reason !== "") return undefined;
-    const index = typeof choice.index === "number" ? choice.index : 0;
-    const delta = choice.delta;
-    const texts = TEXT_FIELDS.filter((field) => typeof delta[field] === "string");
-    const calls = delta.tool_calls;
-    let target: ShapeTarget;
-    let value: string;
-    let key: string;
-    if (texts.length === 1 && !(Array.isArray(calls) && calls.length > 0)) {
-      const field = texts[0] as string;
-      target = { choice: index, field, call: undefined };
-      value = delta[field] as string;
-      key = field;
-    } else if (texts.every((field) => delta[field] === "") && Array.isArray(calls) && calls.length === 1) {
-      const call: unknown = calls[0];
-      // A name would be appended again with every chunk: only a chunk of arguments alone has a shape.
-      if (!isObject(call) || !isObject(call.function) || typeof call.function.arguments !== "string" || typeof call.function.name === "string") return undefined;
-      target = { choice: index, field: "arguments", call: typeof call.index === "number" ? call.index : 0 };
-      value = call.function.arguments;
-      key = "arguments";
-    } else {
-      return undefined;
-    }
+  static textOnly(chunk: Json): boolean {
+    return hole(chunk) !== undefined;
+  }
 
+  /** The shape of `chunk` (parsed from `data`), when it is `textOnly` and its strings can be located in `data`. */
+  static learn(data: string, chunk: Json): ChunkShape | undefined {
+    // The shape is kept for the rest of the stream, and its parts are views of `data`: a small chunk only.
+    if (data.length > MAX_LEARNED) return undefined;
+    const found = hole(chunk);
+    if (!found) return undefined;
+    const { target, key, value } = found;
+    const padded = typeof chunk.obfuscation === "string";
     const text = locate(data, key, value, false);
-    if (!text) return undefined;
-    const padding = typeof chunk.obfuscation === "string" ? locate(data, "obfuscation", chunk.obfuscation, true) : undefined;
-    if (typeof chunk.obfuscation === "string" && (!padding || padding.start < text.end)) return undefined;
+    const padding = padded ? locate(data, "obfuscation", chunk.obfuscation as string, true) : undefined;
+    if (!text || (padded && (!padding || padding.start < text.end))) return undefined;
 
     const head = data.slice(0, text.start);
     const middle = padding ? data.slice(text.end, padding.start) : undefined;
     const tail = data.slice(padding ? padding.end : text.end);
-    // The proof that these are the strings the parse puts there: other bodies in their place come back there, and nothing else moves.
-    let probe: unknown;
-    try {
-      probe = JSON.parse(head + PROBE_TEXT + (middle === undefined ? "" : middle + PROBE_PAD) + tail);
-    } catch {
-      return undefined;
+    // The proof that these holes are where the parse takes those strings from: two different strings put there
+    // both come back there. Then any valid body in their place parses to this chunk with that string instead.
+    for (const [probeText, probePad] of PROBES) {
+      let probe: unknown;
+      try {
+        probe = JSON.parse(head + probeText + (middle === undefined ? "" : middle + probePad) + tail);
+      } catch {
+        return undefined;
+      }
+      if (!isObject(probe) || !holds(probe, target, probeText) || (padded && probe.obfuscation !== probePad)) return undefined;
     }
-    if (!isObject(probe) || !put(probe, target, PROBE_TEXT, value)) return undefined;
-    if (padding) {
-      if (probe.obfuscation !== PROBE_PAD) return undefined;
-      probe.obfuscation = chunk.obfuscation;
-    }
-    if (!isDeepStrictEqual(probe, chunk)) return undefined;
     return new ChunkShape(head, middle, tail, target);
   }
+}
+
+/** Chunks longer than this are not learned from (a shape holds on to its chunk's text). */
+const MAX_LEARNED = 4096;
+
+/** What of `chunk` a shape would vary: see `ChunkShape.textOnly`. */
+function hole(chunk: Json): { target: ShapeTarget; key: string; value: string } | undefined {
+  if ("error" in chunk || !Array.isArray(chunk.choices) || chunk.choices.length !== 1) return undefined;
+  const choice: unknown = chunk.choices[0];
+  if (!isObject(choice) || !isObject(choice.delta)) return undefined;
+  if (typeof choice.finish_reason === "string" && choice.finish_reason !== "") return undefined;
+  const index = typeof choice.index === "number" ? choice.index : 0;
+  const delta = choice.delta;
+  const texts = TEXT_FIELDS.filter((field) => typeof delta[field] === "string");
+  const calls = delta.tool_calls;
+  if (texts.length === 1 && !(Array.isArray(calls) && calls.length > 0)) {
+    const field = texts[0] as string;
+    return { target: { choice: index, field, call: undefined }, key: field, value: delta[field] as string };
+  }
+  if (!texts.every((field) => delta[field] === "") || !Array.isArray(calls) || calls.length !== 1) return undefined;
+  const call: unknown = calls[0];
+  // A name (appended with every chunk) or an id (set by every chunk) is more than arguments: only a chunk of arguments alone.
+  if (!isObject(call) || typeof call.id === "string" || !isObject(call.function)) return undefined;
+  const fn = call.function;
+  if (typeof fn.arguments !== "string" || typeof fn.name === "string") return undefined;
+  return { target: { choice: index, field: "arguments", call: typeof call.index === "number" ? call.index : 0 }, key: "arguments", value: fn.arguments };
 }
 
 /**
@@ -179,20 +187,12 @@ function skipWs(data: string, i: number): number {
   }
 }
 
-/** Checks that the probe's target holds `expected`, and puts `value` there instead. */
-function put(probe: Json, target: ShapeTarget, expected: string, value: string): boolean {
+/** Whether the probe's target holds `expected`. */
+function holds(probe: Json, target: ShapeTarget, expected: string): boolean {
   const choices = probe.choices;
   if (!Array.isArray(choices) || choices.length !== 1 || !isObject(choices[0]) || !isObject(choices[0].delta)) return false;
   const delta = choices[0].delta;
-  if (target.call === undefined) {
-    if (delta[target.field] !== expected) return false;
-    delta[target.field] = value;
-    return true;
-  }
+  if (target.call === undefined) return delta[target.field] === expected;
   const calls = delta.tool_calls;
-  if (!Array.isArray(calls) || calls.length !== 1 || !isObject(calls[0]) || !isObject(calls[0].function)) return false;
-  const fn = calls[0].function;
-  if (fn.arguments !== expected) return false;
-  fn.arguments = value;
-  return true;
+  return Array.isArray(calls) && calls.length === 1 && isObject(calls[0]) && isObject(calls[0].function) && calls[0].function.arguments === expected;
 }

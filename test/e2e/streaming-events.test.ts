@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { chatBody, rawRequest, sseData, waitFor } from "../helpers/sdk.js";
-import { assertComplete, HOWS, INVALID_EVENT, streamChat, streamGateway, words } from "../helpers/stream-faults.js";
+import { assertComplete, HOWS, INVALID_EVENT, SHAPED_INVALID_TEXT, streamChat, streamGateway, words } from "../helpers/stream-faults.js";
 
 const T = { timeout: 30_000 };
 const SLACK_MS = 2_500;
@@ -43,6 +43,21 @@ describe("an event that is not JSON", () => {
         assert.equal(line.level, 40, "logged as a warning");
       });
     }
+  }
+
+  for (const how of HOWS) {
+    test(`a chunk like the others but for a raw quote in its text, after 3 pieces → dropped like any other (${how})`, T, async (t) => {
+      // The relay reads chunks of the stream's shape without a parse: this one looks like them at both ends.
+      const { gw, client, up } = await streamGateway(t, [A]);
+      up[A]!.otherwise({ text: TEXT, invalidAt: [3, 5], invalidShaped: true });
+
+      const got = await streamChat(client, A, how);
+
+      assertComplete(got, TEXT, how);
+      assert.equal(up[A]!.requests[0]!.written.filter((event) => event.includes(SHAPED_INVALID_TEXT)).length, 2, "the mock did not send the invalid events");
+      const line = await waitFor(() => gw.logs.find((entry) => entry.event === "malformed_events"), "a malformed_events warning", 3_000);
+      assert.equal(line.count, 2);
+    });
   }
 
   test("raw HTTP: the invalid event never reaches the client; every other event does, in order", T, async (t) => {

@@ -62,6 +62,8 @@ export interface StreamPlan {
   readonly firstTokenDelayMs?: number;
   /** Before content event i (0-based; the content count when i is past the end), `data: {not json` is sent. */
   readonly invalidAt?: readonly number[];
+  /** The invalid event is a content chunk like the others but for its text, which holds a raw quote (SHAPED_INVALID_TEXT): not JSON either. */
+  readonly invalidShaped?: boolean;
   /** A mid-stream (or pre-first-token, `at: 0`) fault. */
   readonly fault?: MidStreamFault;
   /** Omit the finish_reason chunk (the stream ends after its content, with [DONE] unless a fault says otherwise). */
@@ -119,6 +121,8 @@ export interface StreamUpstream {
 }
 
 export const INVALID_EVENT = "data: {not json\n\n";
+/** What a shaped invalid event has where its text should be: `"content":"a"b"`. */
+export const SHAPED_INVALID_TEXT = '"a"b"';
 
 export const prefillRejection = {
   message: "This model does not support assistant message prefill: the last message must be a user message.",
@@ -258,7 +262,7 @@ export async function startStreamUpstream(name: string, options: StreamUpstreamO
         });
         if (res.destroyed) return;
       }
-      if (plan.invalidAt?.includes(i)) await write(res, entry, INVALID_EVENT);
+      if (plan.invalidAt?.includes(i)) await write(res, entry, plan.invalidShaped ? chunk([choice({ content: "\u0000" })]).replace('"\\u0000"', SHAPED_INVALID_TEXT) : INVALID_EVENT);
       if (fault && faultAt === i && fault.at !== "finish") {
         await strike(fault, entry, res);
         return;
