@@ -5,7 +5,14 @@
  */
 
 export type BodyInfo =
-  | { readonly kind: "json"; readonly model: string | null; readonly models?: readonly string[]; readonly stream?: boolean }
+  | {
+      readonly kind: "json";
+      readonly model: string | null;
+      readonly models?: readonly string[];
+      readonly stream?: boolean;
+      /** Where the model's value lies in `body` (the inspected buffer), when the scan found it: a rewrite splices there without a second scan. */
+      readonly modelSpan?: { readonly body: Buffer; readonly start: number; readonly end: number };
+    }
   | { readonly kind: "invalid_json"; readonly message: string }
   | { readonly kind: "multipart"; readonly model: string | null; readonly boundary: string }
   | { readonly kind: "opaque"; readonly model: null };
@@ -82,7 +89,8 @@ function parseJson(body: Buffer): BodyInfo {
     const modelsValue = value(models);
     if (modelValue !== INVALID && modelsValue !== INVALID) {
       const isStream = stream !== undefined && stream[1] - stream[0] === 4 && body.compare(TRUE, 0, 4, stream[0], stream[1]) === 0;
-      return describe(modelValue, modelsValue, isStream);
+      const info = describe(modelValue, modelsValue, isStream);
+      return info.kind === "json" && model && typeof modelValue === "string" ? { ...info, modelSpan: { body, start: model[0], end: model[1] } } : info;
     }
   }
   return parseFully(body);
@@ -147,7 +155,8 @@ export function withModel(body: Buffer, info: BodyInfo, model: string): Buffer |
     return span ? Buffer.concat([body.subarray(0, span[0]), Buffer.from(model), body.subarray(span[1])]) : undefined;
   }
   if (info.kind !== "json") return undefined;
-  const span = topLevelValueSpan(body, "model");
+  const known = info.modelSpan;
+  const span = known && known.body === body ? [known.start, known.end] : topLevelValueSpan(body, "model");
   if (span) return Buffer.concat([body.subarray(0, span[0]), Buffer.from(JSON.stringify(model)), body.subarray(span[1])]);
   // No "model" key at all: add one (a body that does not parse is left as it is, for the upstream to refuse).
   let value: unknown;

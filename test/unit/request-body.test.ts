@@ -1,6 +1,15 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { inspectBody, topLevelValueSpan, withModel } from "../../src/proxy/request-body.js";
+import { inspectBody as inspectWithSpan, topLevelValueSpan, withModel, type BodyInfo } from "../../src/proxy/request-body.js";
+
+/** inspectBody without the model's span (a position in the buffer): what the body says, for comparing with deepEqual. */
+function inspectBody(body: Buffer, type: string | undefined): BodyInfo {
+  const info = inspectWithSpan(body, type);
+  if (info.kind !== "json" || !info.modelSpan) return info;
+  const { modelSpan: _span, ...rest } = info;
+  return rest;
+}
+
 
 /** withModel on a JSON body, which can always be rewritten. */
 function rewrite(body: Buffer, model: string): Buffer {
@@ -320,6 +329,7 @@ describe("withModel: fuzz", () => {
     // Long members put the walk's early stop to work: past the model, only the keys' names are searched for.
     const random = prng(0xa6e17);
     let stopped = 0;
+    let spanned = 0;
     for (let i = 0; i < 300; i++) {
       const { text, model } = gen(random);
       // One or two long members around the random ones.
@@ -340,8 +350,18 @@ describe("withModel: fuzz", () => {
       const out = rewrite(input, model);
       assert.deepEqual(JSON.parse(out.toString("utf8")), { ...parsed, model }, `case ${i}: ${padded}`);
       if (!badModels && stopsEarly(padded)) stopped++;
+      // The span the inspection found gives the same splice as a second scan.
+      const withSpan = inspectWithSpan(input, "application/json");
+      if (withSpan.kind === "json" && withSpan.modelSpan) {
+        spanned++;
+        assert.ok(withModel(input, withSpan, model)?.equals(out), `case ${i}: the splice at the inspected span`);
+        // Another buffer (the body without "models") is scanned again, not spliced at this one's offsets.
+        const shifted = b(` ${padded}`);
+        assert.deepEqual(JSON.parse((withModel(shifted, withSpan, model) as Buffer).toString("utf8")), { ...parsed, model }, `case ${i}: another buffer`);
+      }
     }
     assert.ok(stopped > 50, `the fuzz must reach the early stop (got ${stopped})`);
+    assert.ok(spanned > 100, `the fuzz must splice at inspected spans (got ${spanned})`);
   });
 });
 
