@@ -228,7 +228,8 @@ export async function runAttempts(
         relayBody = (out) =>
           relayChatStream(
             out,
-            { ...stream, candidate: answering },
+            // Written out, not spread: a spread into a literal takes V8's slow path.
+            { reader: stream.reader, held: stream.held, transcript: stream.transcript, malformed: stream.malformed, candidate: answering },
             {
               candidates: [answering, ...candidates.slice(lastIndex + 1)],
               open: streamOpener(engine, request, signal, deadlineAt, prepare, outcome),
@@ -242,7 +243,7 @@ export async function runAttempts(
           );
       } else if (native) {
         relayBody = (out) =>
-          relayStream(out, { ...native, idleMs: answering.route.timeouts.idleMs, logger, model: answering.model, route: answering.route.name });
+          relayStream(out, { reader: native.reader, held: native.held, protocol: native.protocol, idleMs: answering.route.timeouts.idleMs, logger, model: answering.model, route: answering.route.name });
       }
       await deliver(res, config, {
         upstream: response,

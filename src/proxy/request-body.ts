@@ -89,8 +89,7 @@ function parseJson(body: Buffer): BodyInfo {
     const modelsValue = value(models);
     if (modelValue !== INVALID && modelsValue !== INVALID) {
       const isStream = stream !== undefined && stream[1] - stream[0] === 4 && body.compare(TRUE, 0, 4, stream[0], stream[1]) === 0;
-      const info = describe(modelValue, modelsValue, isStream);
-      return info.kind === "json" && model && typeof modelValue === "string" ? { ...info, modelSpan: { body, start: model[0], end: model[1] } } : info;
+      return describe(modelValue, modelsValue, isStream, model && typeof modelValue === "string" ? { body, start: model[0], end: model[1] } : undefined);
     }
   }
   return parseFully(body);
@@ -98,14 +97,21 @@ function parseJson(body: Buffer): BodyInfo {
 
 const INVALID = Symbol("invalid");
 
-function describe(model: unknown, models: unknown, stream: boolean): BodyInfo {
-  const info = { kind: "json" as const, model: typeof model === "string" && model.trim() ? model.trim() : null, ...(stream ? { stream } : {}) };
+function describe(model: unknown, models: unknown, stream: boolean, modelSpan?: { body: Buffer; start: number; end: number }): BodyInfo {
+  // Built by assignment, not by spreading: a spread into a literal takes V8's slow path, on every request.
+  const info: { kind: "json"; model: string | null; models?: readonly string[]; stream?: boolean; modelSpan?: typeof modelSpan } = {
+    kind: "json",
+    model: typeof model === "string" && model.trim() ? model.trim() : null,
+  };
+  if (stream) info.stream = stream;
+  if (modelSpan) info.modelSpan = modelSpan;
   if (models === undefined) return info;
   // OpenRouter's convention: "models" is this request's own fallback chain.
   if (!Array.isArray(models) || models.some((entry) => typeof entry !== "string" || !entry.trim())) {
     return { kind: "invalid_json", message: '"models" must be a list of model names: the fallback chain for this request.' };
   }
-  return { ...info, models: models.map((entry: string) => entry.trim()) };
+  info.models = models.map((entry: string) => entry.trim());
+  return info;
 }
 
 function parseFully(body: Buffer): BodyInfo {

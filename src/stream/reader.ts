@@ -67,21 +67,21 @@ export class EventReader implements BodySink {
       // Backpressure without a pause per event: stop reading only once a backlog builds up.
       if (this.queue.length >= MAX_QUEUED) this.body.pause();
     }
-    this.wake?.();
+    this.wakeUp();
   }
 
   onEnd(): void {
     this.queue.push(...this.parser.end());
     this.ended = true;
     this.stopPump();
-    this.wake?.();
+    this.wakeUp();
   }
 
   /** The body failed, or was destroyed before its end (the gateway cut it): a waiting next() must not wait for a timeout. */
   onError(error: Error): void {
     this.failure = error;
     this.stopPump();
-    this.wake?.();
+    this.wakeUp();
   }
 
   /**
@@ -158,7 +158,7 @@ export class EventReader implements BodySink {
     if (timeoutMs !== undefined) {
       timer = setTimeout(() => {
         timedOut = true;
-        this.wake?.();
+        this.wakeUp();
       }, timeoutMs);
     }
     try {
@@ -178,6 +178,14 @@ export class EventReader implements BodySink {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Resolves a waiting next() once: a read may deliver several chunks before it resumes, and resolving twice costs V8 a runtime call. */
+  private wakeUp(): void {
+    const wake = this.wake;
+    if (wake === undefined) return;
+    this.wake = undefined;
+    wake();
   }
 
   /** Stops reading and releases the upstream request. */
