@@ -181,6 +181,8 @@ export interface GatewayOptions {
   routesYaml: string;
   /** Extra node flags for the gateway process (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** The CLI to start (default: this checkout's; bench:ab starts another checkout's too). */
+  bin?: string;
   /** A file that also gets the gateway's standard output (appended: the held streams' fresh gateway adds to it). */
   logFile?: string;
   /** Extra environment variables (LOG_LEVEL defaults to warn). */
@@ -212,7 +214,7 @@ export async function startGateway(options: GatewayOptions): Promise<GatewayProc
   writeFileSync(routesFile, options.routesYaml);
   const port = await freePort();
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: dir, LOG_LEVEL: "warn", ...options.env };
-  const args = [...(options.nodeArgs ?? []), GATEWAY_BIN, "start", "--config", routesFile, "--port", String(port), "--host", "127.0.0.1"];
+  const args = [...(options.nodeArgs ?? []), options.bin ?? GATEWAY_BIN, "start", "--config", routesFile, "--port", String(port), "--host", "127.0.0.1"];
   const child = track(spawn(process.execPath, args, { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] }));
   const output = tail(child);
   if (options.logFile) child.stdout?.pipe(createWriteStream(options.logFile, { flags: "a" }));
