@@ -17,7 +17,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runLoad, stopAllLoad, type LoadResult } from "./load.js";
 import { failures } from "./report.js";
-import { REPO_ROOT, cpuTimeUs, killAllNow, procAvailable, startGateway, startMock, stopAll, stopChild, type GatewayProcess } from "./processes.js";
+import { REPO_ROOT, cpuTimeUs, killAllNow, procAvailable, removeTempDir, startGateway, startMock, stopAll, stopChild, type GatewayProcess } from "./processes.js";
 import { HELD_STREAMS, SCENARIOS, requestFor, routesYaml, type Scenario } from "./scenarios.js";
 
 const DEFAULT_SCENARIOS = ["chat-50c", "stream-50c", "fallback-50c", "agent-pinned"];
@@ -72,7 +72,7 @@ function parseOptions(argv: string[]): Options | undefined {
   });
   const number = (name: string, value: string | undefined, fallback: number, min: number, max: number, integer = false) => {
     if (value === undefined) return fallback;
-    const n = Number(value);
+    const n = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
     if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) throw new Error(`--${name}: expected ${integer ? "an integer" : "a number"} from ${min} to ${max}, got "${value}"`);
     return n;
   };
@@ -153,7 +153,11 @@ async function main(options: Options): Promise<void> {
           side.requests += result.requests;
         }
       }
-      for (const gateway of gateways) await stopChild(gateway.child);
+      for (const gateway of gateways) {
+        await stopChild(gateway.child);
+        // Now, not at the end: the mock's guard (for a SIGKILLed bench) knows only the current round's.
+        removeTempDir(gateway.dir);
+      }
       const [a, b] = sides as [Side, Side];
       const perReq = (side: Side) => (cpu.get(side) as { us: number; requests: number }).us / (cpu.get(side) as { us: number; requests: number }).requests;
       ratios.push(perReq(b) / perReq(a));
@@ -188,7 +192,8 @@ if (options) {
   process.on("SIGINT", () => abort("interrupted", 130));
   process.on("SIGTERM", () => abort("terminated", 143));
   const boundSec = 60 + opts.scenarios.length * opts.rounds * 2 * (5 + opts.warmupSec + opts.slices * (opts.sliceSec + 1)) * 1.5;
-  setTimeout(() => abort(`bench:ab did not finish within ${boundSec.toFixed(0)} s`, 1), boundSec * 1000).unref();
+  // setTimeout takes at most 2^31 - 1 ms (a longer delay fires at once).
+  setTimeout(() => abort(`bench:ab did not finish within ${boundSec.toFixed(0)} s`, 1), Math.min(boundSec * 1000, 2 ** 31 - 1)).unref();
   main(opts).then(
     async () => {
       await stopAll(3_000);

@@ -77,6 +77,12 @@ function removeTempDirs(): void {
   }
 }
 
+/** Removes one temp dir now (a gateway stopped before the end: bench:ab's earlier rounds). */
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
 export function makeTempDir(): string {
   const dir = mkdtempSync(path.join(tmpdir(), "openclaw-bench-"));
   tempDirs.add(dir);
