@@ -17,7 +17,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runLoad, stopAllLoad, type LoadResult } from "./load.js";
 import { failures } from "./report.js";
-import { REPO_ROOT, cpuTimeUs, killAllNow, procAvailable, removeTempDir, startGateway, startMock, stopAll, stopChild, type GatewayProcess } from "./processes.js";
+import { REPO_ROOT, cpuTimeUs, guardLifecycle, procAvailable, removeTempDir, startGateway, startMock, stopAll, stopChild, type GatewayProcess } from "./processes.js";
 import { HELD_STREAMS, SCENARIOS, requestFor, routesYaml, type Scenario } from "./scenarios.js";
 
 const DEFAULT_SCENARIOS = ["chat-50c", "stream-50c", "fallback-50c", "agent-pinned"];
@@ -183,23 +183,19 @@ try {
 
 if (options) {
   const opts = options;
-  process.on("exit", killAllNow);
-  const abort = (why: string, code: number) => {
-    log(`\n${why}: stopping`);
-    stopAllLoad();
-    stopAll(1_000).finally(() => process.exit(code));
-  };
-  process.on("SIGINT", () => abort("interrupted", 130));
-  process.on("SIGTERM", () => abort("terminated", 143));
-  const boundSec = 60 + opts.scenarios.length * opts.rounds * 2 * (5 + opts.warmupSec + opts.slices * (opts.sliceSec + 1)) * 1.5;
-  // setTimeout takes at most 2^31 - 1 ms (a longer delay fires at once).
-  setTimeout(() => abort(`bench:ab did not finish within ${boundSec.toFixed(0)} s`, 1), Math.min(boundSec * 1000, 2 ** 31 - 1)).unref();
+  const lifecycle = guardLifecycle({
+    name: "bench:ab",
+    boundSec: 60 + opts.scenarios.length * opts.rounds * 2 * (5 + opts.warmupSec + opts.slices * (opts.sliceSec + 1)) * 1.5,
+    stopLoad: stopAllLoad,
+    log,
+  });
   main(opts).then(
     async () => {
       await stopAll(3_000);
       process.exit(0);
     },
     async (error: unknown) => {
+      if (lifecycle.stopping()) return;
       log(`\nbench:ab failed: ${(error as Error).message ?? String(error)}`);
       await stopAll(1_000);
       process.exit(1);

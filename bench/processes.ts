@@ -316,3 +316,36 @@ export function procAvailable(): boolean {
     return false;
   }
 }
+
+// ---------------------------------------------------------------- lifecycle of a bench entry point
+
+/**
+ * Makes sure a bench entry point leaves nothing behind: its children are
+ * killed when it exits, Ctrl-C, SIGTERM and SIGHUP stop the load (`stopLoad`)
+ * and the child processes, and the whole run is bounded by `boundSec`. A
+ * second signal while stopping kills at once. Returns `abort` (for errors
+ * that must stop everything) and whether it is stopping.
+ */
+export function guardLifecycle(options: { name: string; boundSec: number; stopLoad: () => void; log: (line: string) => void }): {
+  abort(why: string, code: number): void;
+  stopping(): boolean;
+} {
+  let stopping = false;
+  process.on("exit", killAllNow);
+  const abort = (why: string, code: number) => {
+    if (stopping) {
+      killAllNow();
+      process.exit(code);
+    }
+    stopping = true;
+    options.log(`\n${why}: stopping the load and the child processes…`);
+    options.stopLoad();
+    stopAll(1_000).finally(() => process.exit(code));
+  };
+  process.on("SIGINT", () => abort("interrupted", 130));
+  process.on("SIGTERM", () => abort("terminated", 143));
+  process.on("SIGHUP", () => abort("hung up", 129));
+  // setTimeout takes at most 2^31 - 1 ms (a longer delay fires at once).
+  setTimeout(() => abort(`${options.name} did not finish within ${options.boundSec.toFixed(0)} s`, 1), Math.min(options.boundSec * 1000, 2 ** 31 - 1)).unref();
+  return { abort, stopping: () => stopping };
+}

@@ -19,7 +19,7 @@ import { findNginx, startNginx, type NginxProcess } from "./nginx.js";
 import {
   REPO_ROOT,
   cpuTimeUs,
-  killAllNow,
+  guardLifecycle,
   memoryKb,
   procAvailable,
   startGateway,
@@ -545,7 +545,6 @@ function writeBaseline(runs: readonly RunRecord[], meta: { date: string; node: s
 // ---------------------------------------------------------------- process lifecycle
 
 let options: Options | undefined;
-let stopping = false;
 try {
   options = parseOptions(process.argv.slice(2));
 } catch (error) {
@@ -555,36 +554,26 @@ try {
 
 if (options) {
   const opts = options;
-  // Children are killed whatever happens: normal end, error, Ctrl-C, or a run that overruns.
-  process.on("exit", killAllNow);
-  const abort = (why: string, code: number) => {
-    if (stopping) {
-      killAllNow();
-      process.exit(code);
-    }
-    stopping = true;
-    log(`\n${why}: stopping the load and the child processes…`);
-    stopAllLoad();
-    stopHeldStreams();
-    stopAll(1_000).finally(() => process.exit(code));
-  };
-  process.on("SIGINT", () => abort("interrupted", 130));
-  process.on("SIGTERM", () => abort("terminated", 143));
-  process.on("SIGHUP", () => abort("hung up", 129));
-
   // A hard bound on the whole bench: start-up, every run, and shutdown.
   const runSec = runsOf(opts).reduce(
     (total, { scenario }) => total + (scenario.kind === "held-streams" ? heldStreamSec(opts) + 5 : opts.durationSec + opts.warmupSec + 2),
     0,
   );
-  const boundSec = 60 + (runSec + opts.gatewayWarmupSec) * 1.5;
-  setTimeout(() => abort(`the bench did not finish within ${boundSec.toFixed(0)} s`, 1), boundSec * 1000).unref();
+  const lifecycle = guardLifecycle({
+    name: "the bench",
+    boundSec: 60 + (runSec + opts.gatewayWarmupSec) * 1.5,
+    stopLoad: () => {
+      stopAllLoad();
+      stopHeldStreams();
+    },
+    log,
+  });
 
   main(opts).then(
     (code) => finish(code),
     async (error: unknown) => {
       // Once aborting, the runs in progress fail as their processes go: abort() owns the exit.
-      if (stopping) return;
+      if (lifecycle.stopping()) return;
       log(`\nbench failed: ${(error as Error).message ?? String(error)}`);
       await stopAll(1_000);
       finish(1);

@@ -1,5 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { prng } from "../helpers/prng.js";
 import { readFileSync } from "node:fs";
 import { ChunkShape } from "../../src/stream/chunk-shape.js";
 import { SseParser } from "../../src/stream/sse.js";
@@ -42,18 +43,6 @@ function expected(template: Json, shape: ChunkShape, piece: string, parsed: Json
   // The padding may be any string.
   if ("obfuscation" in template && typeof parsed.obfuscation === "string") copy.obfuscation = parsed.obfuscation;
   return copy;
-}
-
-/** mulberry32: a small deterministic PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("ChunkShape: learning", () => {

@@ -1,5 +1,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { prng } from "../helpers/prng.js";
 import { inspectBody as inspectWithSpan, topLevelValueSpan, withModel, type BodyInfo } from "../../src/proxy/request-body.js";
 
 /** inspectBody without the model's span (a position in the buffer): what the body says, for comparing with deepEqual. */
@@ -233,18 +234,6 @@ describe("withModel: only the model value changes", () => {
 });
 
 describe("withModel: fuzz", () => {
-  /** mulberry32: a small deterministic PRNG. */
-  function prng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
-
   const CHARS = ['a', 'z', ' ', '"', "\\", "{", "}", "[", "]", ",", ":", "\n", "\t", "é", "日", "🌍", "\u0001", "model", '"model"', "/"];
 
   function gen(random: () => number) {
