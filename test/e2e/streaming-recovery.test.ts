@@ -93,6 +93,22 @@ describe("a failure after the first token, deterministic upstream → replay-and
   }
 
   for (const how of HOWS) {
+    test(`OpenAI's obfuscation padding, another string in every chunk: a cut after ${PREFIX_PIECES} pieces, the replay (other padding) → exactly the full text once, the padding relayed (${how})`, T, async (t) => {
+      // The relay reads chunks of one shape without a parse: the padding is part of the shape, its value is not.
+      const { client, up } = await streamGateway(t, [A]);
+      const { plan, onProgress } = failingPlan("cut");
+      up[A]!.next([{ ...plan, obfuscation: true }, { text: FIRST, obfuscation: true }]);
+
+      const got = await streamChat(client, A, how, { onProgress });
+
+      assertComplete(got, FIRST, how);
+      assert.equal(up[A]!.count, 2);
+      const pads = got.chunks.map((chunk) => (chunk as { obfuscation?: unknown }).obfuscation);
+      assert.ok(pads.slice(0, PREFIX_PIECES).every((pad) => typeof pad === "string" && pad.includes(`${A}\\0-`)), `the first stream's padding: ${JSON.stringify(pads)}`);
+    });
+  }
+
+  for (const how of HOWS) {
     test(`the replay is tokenized differently (one character per event) → still verified, no duplicated prefix (${how})`, T, async (t) => {
       const { client, up } = await streamGateway(t, [A]);
       const { plan, onProgress } = failingPlan("cut");

@@ -64,6 +64,8 @@ export interface StreamPlan {
   readonly invalidAt?: readonly number[];
   /** The invalid event is a content chunk like the others but for its text, which holds a raw quote (SHAPED_INVALID_TEXT): not JSON either. */
   readonly invalidShaped?: boolean;
+  /** Every chunk ends with OpenAI's `obfuscation` padding: a different string (and length) in each. */
+  readonly obfuscation?: boolean;
   /** A mid-stream (or pre-first-token, `at: 0`) fault. */
   readonly fault?: MidStreamFault;
   /** Omit the finish_reason chunk (the stream ends after its content, with [DONE] unless a fault says otherwise). */
@@ -190,8 +192,10 @@ export async function startStreamUpstream(name: string, options: StreamUpstreamO
     const id = `chatcmpl-${name}-${entry.index}`;
     const created = Math.floor(Date.now() / 1000);
     const model = served(requested);
+    let padding = 0;
+    const pad = () => (plan.obfuscation ? { obfuscation: `${"k8Y".slice(0, padding % 4)}${name}\\${entry.index}-${padding++}` } : {});
     const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
-      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, system_fingerprint: `fp_${name}_${entry.index}`, choices, ...extra })}\n\n`;
+      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, system_fingerprint: `fp_${name}_${entry.index}`, choices, ...extra, ...pad() })}\n\n`;
     const choice = (delta: Record<string, unknown>, finish: string | null = null) => ({ index: 0, delta, logprobs: null, finish_reason: finish });
 
     let content: string[];
