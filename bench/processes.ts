@@ -323,13 +323,10 @@ export function procAvailable(): boolean {
  * Makes sure a bench entry point leaves nothing behind: its children are
  * killed when it exits, Ctrl-C, SIGTERM and SIGHUP stop the load (`stopLoad`)
  * and the child processes, and the whole run is bounded by `boundSec`. A
- * second signal while stopping kills at once. Returns `abort` (for errors
- * that must stop everything) and whether it is stopping.
+ * second signal while stopping kills at once. Returns whether it is
+ * stopping (then the run's own errors are the processes going, not news).
  */
-export function guardLifecycle(options: { name: string; boundSec: number; stopLoad: () => void; log: (line: string) => void }): {
-  abort(why: string, code: number): void;
-  stopping(): boolean;
-} {
+export function guardLifecycle(options: { name: string; boundSec: number; stopLoad: () => void; log: (line: string) => void }): { stopping(): boolean } {
   let stopping = false;
   process.on("exit", killAllNow);
   const abort = (why: string, code: number) => {
@@ -347,5 +344,5 @@ export function guardLifecycle(options: { name: string; boundSec: number; stopLo
   process.on("SIGHUP", () => abort("hung up", 129));
   // setTimeout takes at most 2^31 - 1 ms (a longer delay fires at once).
   setTimeout(() => abort(`${options.name} did not finish within ${options.boundSec.toFixed(0)} s`, 1), Math.min(options.boundSec * 1000, 2 ** 31 - 1)).unref();
-  return { abort, stopping: () => stopping };
+  return { stopping: () => stopping };
 }

@@ -4,14 +4,21 @@
  * the client sent reaches the upstream byte for byte.
  */
 
+/** The bytes of a body's `model` value: `body` is the buffer they lie in. */
+export interface ModelSpan {
+  readonly body: Buffer;
+  readonly start: number;
+  readonly end: number;
+}
+
 export type BodyInfo =
   | {
       readonly kind: "json";
       readonly model: string | null;
       readonly models?: readonly string[];
       readonly stream?: boolean;
-      /** Where the model's value lies in `body` (the inspected buffer), when the scan found it: a rewrite splices there without a second scan. */
-      readonly modelSpan?: { readonly body: Buffer; readonly start: number; readonly end: number };
+      /** Where the model's value lies in the inspected buffer, when the scan found it: a rewrite splices there without a second scan. */
+      readonly modelSpan?: ModelSpan;
     }
   | { readonly kind: "invalid_json"; readonly message: string }
   | { readonly kind: "multipart"; readonly model: string | null; readonly boundary: string }
@@ -97,9 +104,9 @@ function parseJson(body: Buffer): BodyInfo {
 
 const INVALID = Symbol("invalid");
 
-function describe(model: unknown, models: unknown, stream: boolean, modelSpan?: { body: Buffer; start: number; end: number }): BodyInfo {
+function describe(model: unknown, models: unknown, stream: boolean, modelSpan?: ModelSpan): BodyInfo {
   // Built by assignment, not by spreading: a spread into a literal takes V8's slow path, on every request.
-  const info: { kind: "json"; model: string | null; models?: readonly string[]; stream?: boolean; modelSpan?: typeof modelSpan } = {
+  const info: { kind: "json"; model: string | null; models?: readonly string[]; stream?: boolean; modelSpan?: ModelSpan } = {
     kind: "json",
     model: typeof model === "string" && model.trim() ? model.trim() : null,
   };

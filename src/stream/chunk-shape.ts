@@ -33,23 +33,15 @@ const PROBES = [
 
 const isObject = (value: unknown): value is Json => typeof value === "object" && value !== null && !Array.isArray(value);
 
-/** A JSON string body's value, or undefined when it is not a valid body (unescaped quote, bad escape, raw control character). */
-function bodyValue(body: string): string | undefined {
-  if (!NEEDS_DECODING.test(body)) return body;
-  try {
-    return JSON.parse(`"${body}"`) as string;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * `bodyValue` as a string of its own: V8 makes a slice of 13 characters or
- * more a view of the whole chunk, which the transcript would then keep alive
- * for the rest of the stream. A parse copies.
+ * A JSON string body's value, or undefined when it is not a valid body
+ * (unescaped quote, bad escape, raw control character). With `own`, a string
+ * of its own: V8 makes a slice of 13 characters or more a view of the whole
+ * chunk, which the transcript would then keep alive for the rest of the
+ * stream; a parse copies.
  */
-function ownValue(body: string): string | undefined {
-  if (body.length < 13 && !NEEDS_DECODING.test(body)) return body;
+function bodyValue(body: string, own = false): string | undefined {
+  if ((!own || body.length < 13) && !NEEDS_DECODING.test(body)) return body;
   try {
     return JSON.parse(`"${body}"`) as string;
   } catch {
@@ -83,7 +75,7 @@ export class ChunkShape {
       if (textEnd < 0 || textEnd + middle.length > end) return undefined;
       if (bodyValue(data.slice(textEnd + middle.length, end)) === undefined) return undefined;
     }
-    return ownValue(data.slice(head.length, textEnd));
+    return bodyValue(data.slice(head.length, textEnd), true);
   }
 
   /**

@@ -39,6 +39,20 @@ export function isContentChunk(chunk: unknown): boolean {
   return false;
 }
 
+function appendText(state: ChoiceState, field: string, piece: string): void {
+  state.text.set(field, (state.text.get(field) ?? "") + piece);
+}
+
+/** The state of a choice's tool call `index`, begun on first sight. */
+function toolCall(state: ChoiceState, index: number): ToolCallState {
+  let tool = state.toolCalls.get(index);
+  if (!tool) {
+    tool = { id: undefined, name: "", args: "" };
+    state.toolCalls.set(index, tool);
+  }
+  return tool;
+}
+
 export class ChatTranscript {
   readonly choices = new Map<number, ChoiceState>();
   id: string | undefined;
@@ -62,18 +76,13 @@ export class ChatTranscript {
       if (typeof delta.role === "string") state.role = true;
       for (const field of TEXT_FIELDS) {
         const piece = delta[field];
-        if (typeof piece === "string" && piece) state.text.set(field, (state.text.get(field) ?? "") + piece);
+        if (typeof piece === "string" && piece) appendText(state, field, piece);
       }
       if (Array.isArray(delta.tool_calls)) {
         for (const call of delta.tool_calls) {
           if (!isObject(call)) continue;
-          const index = typeof call.index === "number" ? call.index : 0;
           const fn = isObject(call.function) ? call.function : {};
-          let tool = state.toolCalls.get(index);
-          if (!tool) {
-            tool = { id: undefined, name: "", args: "" };
-            state.toolCalls.set(index, tool);
-          }
+          const tool = toolCall(state, typeof call.index === "number" ? call.index : 0);
           if (typeof call.id === "string") tool.id = call.id;
           if (typeof fn.name === "string") tool.name += fn.name;
           if (typeof fn.arguments === "string") tool.args += fn.arguments;
@@ -92,16 +101,8 @@ export class ChatTranscript {
   append(choice: number, field: string, call: number | undefined, piece: string): void {
     if (piece === "") return;
     const state = this.choice(choice);
-    if (call === undefined) {
-      state.text.set(field, (state.text.get(field) ?? "") + piece);
-      return;
-    }
-    let tool = state.toolCalls.get(call);
-    if (!tool) {
-      tool = { id: undefined, name: "", args: "" };
-      state.toolCalls.set(call, tool);
-    }
-    tool.args += piece;
+    if (call === undefined) appendText(state, field, piece);
+    else toolCall(state, call).args += piece;
   }
 
   /** A deep copy: a replay is checked against what was sent when the failure happened. */
