@@ -8,13 +8,13 @@ import { TranslatedSource, type EventSource } from "../stream/source.js";
 import type { SseEvent } from "../stream/sse.js";
 import { ChatTranscript, isContentChunk } from "../stream/transcript.js";
 import type { Abort } from "../upstream/abort.js";
-import { bodyStatus, isTimeoutError, type FailureReason } from "../upstream/classify.js";
+import { bodyStatus, isTimeoutError, mayHideStatus, type FailureReason } from "../upstream/classify.js";
 import { sendAttempt, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import type { Exchange } from "./api.js";
 import type { Engine, ProxyRequest } from "./attempts.js";
 import { ANTHROPIC_PROTOCOL, GENERIC_PROTOCOL, holdStream, RESPONSES_PROTOCOL, type StreamProtocol } from "./native-stream.js";
-import { collect, contentKind, INSPECT_LIMIT, TRANSLATE_LIMIT, type Collected, type ContentKind } from "./respond.js";
+import { collect, contentKind, INSPECT_LIMIT, joined, TRANSLATE_LIMIT, type Collected, type ContentKind } from "./respond.js";
 
 /**
  * One attempt: send the request to one candidate and classify what comes
@@ -101,7 +101,7 @@ export async function attempt(
     if (request.method !== "HEAD" && !kind.encoded && !kind.sse) {
       try {
         pending = await collect(response.body, INSPECT_LIMIT);
-        if (pending.complete) payload = parseJson(Buffer.concat(pending.chunks, pending.size));
+        if (pending.complete) payload = parseJson(joined(pending));
       } catch (error) {
         return thrown(error, keyedRoute, latencyMs);
       }
@@ -122,8 +122,9 @@ export async function attempt(
       return thrown(error, keyedRoute, latencyMs);
     }
     let payload: unknown;
-    if (pending.complete) {
-      payload = parseJson(Buffer.concat(pending.chunks, pending.size));
+    // An answer with no key a hidden status could be in is cleared without a parse (a translation parses it anyway).
+    if (pending.complete && (translated || mayHideStatus(joined(pending)))) {
+      payload = parseJson(joined(pending));
       const hidden = bodyStatus(payload, config.retryStatusCodes);
       if (hidden !== null) {
         const { codes, message } = errorFacts(payload);

@@ -49,24 +49,22 @@ export function sseNotice(notice: GatewayNotice, mode: SseNoticeMode): Buffer | 
 
 /**
  * `body` (a JSON object) with a top-level `gateway_notice` added before its
- * closing brace; anything that is not an object is returned unchanged.
- * `parsed`: the body already parsed by the caller, so it is not parsed twice.
+ * closing brace. It is spliced into the bytes, with no parse: a body that
+ * does not open with `{` and close with `}` (an array, a string, a cut
+ * answer) is returned unchanged, and one that does but is not JSON (a
+ * provider's bug) stays not JSON, as it came.
  */
-export function jsonWithNotice(body: Buffer, notice: GatewayNotice, parsed?: unknown): Buffer {
+export function jsonWithNotice(body: Buffer, notice: GatewayNotice): Buffer {
   let end = body.length - 1;
   while (end >= 0 && isWs(body[end] as number)) end--;
   let start = 0;
   while (start < body.length && isWs(body[start] as number)) start++;
-  if (body[start] !== 0x7b || body[end] !== 0x7d) return body;
-  try {
-    const value: unknown = parsed ?? JSON.parse(body.toString("utf8"));
-    if (!value || typeof value !== "object" || Array.isArray(value)) return body;
-    const empty = Object.keys(value).length === 0;
-    const field = `${empty ? "" : ","}"gateway_notice":${JSON.stringify(notice)}`;
-    return Buffer.concat([body.subarray(0, end), Buffer.from(field), body.subarray(end)]);
-  } catch {
-    return body;
-  }
+  if (start >= end || body[start] !== 0x7b || body[end] !== 0x7d) return body;
+  let first = start + 1;
+  while (first < end && isWs(body[first] as number)) first++;
+  const empty = first === end;
+  const field = `${empty ? "" : ","}"gateway_notice":${JSON.stringify(notice)}`;
+  return Buffer.concat([body.subarray(0, end), Buffer.from(field), body.subarray(end)]);
 }
 
 function isWs(c: number): boolean {

@@ -20,6 +20,11 @@ export interface Collected {
   readonly complete: boolean;
 }
 
+/** The collected bytes as one buffer (a single chunk as it is: most answers arrive in one read). */
+export function joined(collected: Collected): Buffer {
+  return collected.chunks.length === 1 ? (collected.chunks[0] as Buffer) : Buffer.concat(collected.chunks, collected.size);
+}
+
 /** Reads `body` up to `limit` bytes; rejects if the upstream body fails. */
 export function collect(body: UpstreamBody, limit: number): Promise<Collected> {
   return new Promise((resolve, reject) => body.consume(new Collector(body, limit, resolve, reject)));
@@ -110,7 +115,7 @@ export async function deliver(res: ServerResponse, config: GatewayConfig, delive
         return;
       }
     }
-    if (pending.complete) replacement = jsonWithNotice(Buffer.concat(pending.chunks, pending.size), notice, pending === delivery.pending ? delivery.payload : undefined);
+    if (pending.complete) replacement = jsonWithNotice(joined(pending), notice);
   }
 
   const headers = relayResponseHeaders(upstream.headers, replacement !== undefined || prefix !== undefined || delivery.relayBody !== undefined);
@@ -155,7 +160,7 @@ async function deliverTranslated(res: ServerResponse, config: GatewayConfig, del
     sendError(res, 502, "answer_too_large", `The upstream's answer is larger than ${TRANSLATE_LIMIT} bytes, the most the gateway translates.`, undefined, delivery.errorShape);
     return;
   }
-  const text = Buffer.concat(pending.chunks, pending.size).toString("utf8");
+  const text = joined(pending).toString("utf8");
   let payload: unknown = pending === delivery.pending ? delivery.payload : undefined;
   try {
     payload ??= JSON.parse(text);

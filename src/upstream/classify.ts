@@ -33,6 +33,21 @@ export function bodyStatus(payload: unknown, retryStatusCodes: ReadonlySet<numbe
   return null;
 }
 
+/** The keys bodyStatus reads, as they appear in JSON text. */
+const STATUS_KEYS = ['"status"', '"code"', '"errorCode"'];
+
+/**
+ * Whether the JSON text `raw` may hide a status for bodyStatus: false only
+ * when no key it reads can be in it, so that a plain answer (nearly every
+ * one) needs no parse to be cleared. A key that JSON.parse turns into one of
+ * those names is written out in the text, or spelled with a `\u` escape (the
+ * only escape that yields a letter): either way this says true.
+ */
+export function mayHideStatus(raw: Buffer): boolean {
+  for (const key of STATUS_KEYS) if (raw.indexOf(key) >= 0) return true;
+  return raw.indexOf("\\u") >= 0;
+}
+
 const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ETIMEDOUT"]);
 
 /** Whether an error thrown by the upstream client is a timeout (as opposed to a network failure). */

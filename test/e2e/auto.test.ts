@@ -178,6 +178,32 @@ describe("automatic mode: failover triggers", () => {
     });
   }
 
+  // The answer is cleared without a parse when no key a status hides in is in its text; a key spelled with a
+  // `\u` escape is still that key to JSON.parse, so it must still fail over.
+  test("fails over on a 200 JSON error body whose key is spelled with a \\u escape", T, async (t) => {
+    const { mockB, gw } = await twoRoutes(t, (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end('{"error":{"c\\u006fde":429,"message":"quota"}}');
+    });
+    const { data, response } = await sdk(gw).chat.completions.create({ model: "auto", messages }).withResponse();
+    assert.equal(data.model, "model-b");
+    assert.equal(mockB.received.length, 1);
+    assert.equal(response.headers.get("x-gateway-switched"), "1");
+    assert.equal(noticeFields((data as unknown as { gateway_notice?: Notice }).gateway_notice).trigger_status, 429);
+  });
+
+  test("an answer that mentions a status only in its text is delivered byte for byte", T, async (t) => {
+    const text = '{"id":"chatcmpl-1","object":"chat.completion","model":"model-a","choices":[{"index":0,"message":{"role":"assistant","content":"HTTP \\"code\\": 429 means slow down"},"finish_reason":"stop"}]}';
+    const { mockB, gw } = await twoRoutes(t, (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(text);
+    });
+    const res = await post(gw.url, chatBody("auto"));
+    assert.equal(res.status, 200);
+    assert.equal(res.text, text);
+    assert.equal(mockB.received.length, 0);
+  });
+
   test("a 200 JSON body with a non-retryable code is delivered as is", T, async (t) => {
     const { mockB, gw } = await twoRoutes(t, (_req, res) => sendJson(res, 200, { code: 200, ok: true, choices: [] }));
     const res = await post(gw.url, chatBody("auto"));

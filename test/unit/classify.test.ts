@@ -1,6 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { bodyStatus, isTimeoutError } from "../../src/upstream/classify.js";
+import { bodyStatus, isTimeoutError, mayHideStatus } from "../../src/upstream/classify.js";
+import { prng } from "../helpers/prng.js";
 import { AttemptTimeoutError } from "../../src/upstream/client.js";
 
 const DEFAULT = new Set([412, 429, 500, 502, 503, 504]);
@@ -50,6 +51,49 @@ describe("bodyStatus", () => {
       assert.equal(bodyStatus(payload, DEFAULT), expected);
     });
   }
+
+  // mayHideStatus is bodyStatus's fast path: a body it clears is never parsed, so it must never clear one bodyStatus flags.
+  for (const [what, body, expected] of cases) {
+    if (expected === null) continue;
+    test(`mayHideStatus does not clear it: ${what}`, () => assert.equal(mayHideStatus(Buffer.from(body)), true));
+  }
+
+  test("mayHideStatus sees a key spelled with \\u escapes", () => {
+    for (const body of ['{"error":{"c\\u006fde":429}}', '{"\\u0073tatus":503}', '{"errors":[{"errorC\\u006fde":"500"}]}']) {
+      assert.equal(bodyStatus(JSON.parse(body), DEFAULT) !== null, true, body);
+      assert.equal(mayHideStatus(Buffer.from(body)), true, body);
+    }
+  });
+
+  test("mayHideStatus clears a plain answer, and one whose text only mentions the keys", () => {
+    assert.equal(mayHideStatus(Buffer.from('{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}')), false);
+    assert.equal(mayHideStatus(Buffer.from('{"choices":[{"message":{"content":"the \\"code\\" and \\"status\\" fields"}}]}')), false);
+  });
+
+  test("mayHideStatus never clears a body bodyStatus flags (random bodies of the keys, escapes and statuses)", () => {
+    const random = prng(20261208);
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+    const keys = ["status", "code", "errorCode", "error", "errors", "message", "c\\u006fde", "st\\u0061tus", "content"];
+    const values = ["429", '"503"', "200", '"rate_limit"', "true", "null", '"\\"code\\": 429"'];
+    const object = (depth: number): string => {
+      const fields: string[] = [];
+      const n = 1 + Math.floor(random() * 3);
+      for (let i = 0; i < n; i++) {
+        const key = pick(keys);
+        const value = depth < 2 && random() < 0.4 ? (random() < 0.5 ? object(depth + 1) : `[${object(depth + 1)}]`) : pick(values);
+        fields.push(`"${key}":${value}`);
+      }
+      return `{${fields.join(",")}}`;
+    };
+    let flagged = 0;
+    for (let i = 0; i < 5000; i++) {
+      const body = object(0);
+      if (bodyStatus(JSON.parse(body), DEFAULT) === null) continue;
+      flagged++;
+      assert.equal(mayHideStatus(Buffer.from(body)), true, body);
+    }
+    assert.ok(flagged > 500, `only ${flagged} of the bodies had a hidden status: the generator tests too little`);
+  });
 
   test("bodyStatus uses the given set", () => {
     assert.equal(bodyStatus({ error: { code: 418 } }, new Set([418])), 418);

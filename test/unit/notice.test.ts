@@ -122,6 +122,14 @@ describe("jsonWithNotice", () => {
     assert.equal((JSON.parse(out.toString("utf8")) as { content: string }).content, "héllo 🌍 日本");
   });
 
+  test("a body that only looks like an object stays what it was: not JSON", () => {
+    for (const text of ['{"a": }', '{"a":1}\n{"b":2}', "{not json}"]) {
+      const out = jsonWithNotice(Buffer.from(text), notice()).toString("utf8");
+      assert.throws(() => JSON.parse(out), SyntaxError, text);
+      assert.ok(out.startsWith(text.slice(0, -1)), "its bytes are kept");
+    }
+  });
+
   for (const text of ["[]", '[{"a":1}]', "null", "42", '"str"', "not json", "{broken", '{"a":1} trailing', "", "  "]) {
     test(`${JSON.stringify(text)} is returned unchanged`, () => {
       const body = Buffer.from(text);
