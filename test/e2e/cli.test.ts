@@ -187,6 +187,37 @@ describe("start through the real CLI", () => {
     }
   });
 
+  // stdout is written in batches of about 4 KB (Buffer mode): no line may be cut, merged, reordered or lost, and
+  // what is still buffered when the gateway stops is written before it exits.
+  test("every request's log line reaches stdout whole, multi-byte text included, the last ones on exit", async () => {
+    const tmp = tempDir({ "routes.yml": routes(), ".env": "MOCK_KEY=k\nPORT=0\nLOG_LEVEL=info\n" });
+    const cli = await startCli(["start"], { cwd: tmp.dir });
+    const count = 300;
+    try {
+      for (let batch = 0; batch < count; batch += 30) {
+        await Promise.all(
+          Array.from({ length: 30 }, async (_, i) => {
+            const res = await fetch(`${cli.url}/v1/chat/completions`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify({ model: `modèle-✓-${batch + i}`, messages: [{ role: "user", content: "hi" }] }),
+            });
+            await res.arrayBuffer();
+            assert.equal(res.status, 404);
+          }),
+        );
+      }
+    } finally {
+      assert.equal(await cli.stop(), 0);
+      tmp.remove();
+    }
+    const lines = cli.output().split("\n").filter((line) => line.startsWith("{"));
+    for (const line of lines) JSON.parse(line);
+    const models = lines.map((line) => JSON.parse(line) as { event?: string; requested_model?: string }).filter((entry) => entry.event === "request").map((entry) => entry.requested_model);
+    assert.equal(models.length, count);
+    assert.deepEqual(new Set(models), new Set(Array.from({ length: count }, (_, i) => `modèle-✓-${i}`)));
+  });
+
   test("dev restarts when routes.yml changes", async () => {
     const tmp = tempDir({ "routes.yml": routes(), ".env": "MOCK_KEY=k\n" });
     const cli = await startCli(["dev", "--port", "0"], { cwd: tmp.dir });
