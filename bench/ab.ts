@@ -17,7 +17,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runLoad, stopAllLoad, type LoadResult } from "./load.js";
 import { failures } from "./report.js";
-import { REPO_ROOT, cpuTimeUs, guardLifecycle, procAvailable, removeTempDir, startGateway, startMock, stopAll, stopChild, type GatewayProcess } from "./processes.js";
+import { REPO_ROOT, cpuTimeUs, guardLifecycle, logLevel, procAvailable, removeTempDir, startGateway, startMock, stopAll, stopChild, type GatewayProcess } from "./processes.js";
 import { HELD_STREAMS, SCENARIOS, requestFor, routesYaml, type Scenario } from "./scenarios.js";
 
 const DEFAULT_SCENARIOS = ["chat-50c", "stream-50c", "fallback-50c", "agent-pinned"];
@@ -31,6 +31,7 @@ const USAGE = `Usage: npm run bench:ab -- --baseline DIR [options]
   --slices N       measured slices per gateway and round (default 6)
   --slice-sec S    seconds per slice (default 2)
   --warmup S       seconds of the scenario's load on each new gateway before its slices (default 3)
+  --gateway-log-level L  both gateways' LOG_LEVEL (default warn, as in npm run bench; info: a line per request)
   --help
 `;
 
@@ -41,6 +42,7 @@ interface Options {
   readonly slices: number;
   readonly sliceSec: number;
   readonly warmupSec: number;
+  readonly logLevel: string;
 }
 
 function parseOptions(argv: string[]): Options | undefined {
@@ -53,6 +55,7 @@ function parseOptions(argv: string[]): Options | undefined {
       slices: { type: "string" },
       "slice-sec": { type: "string" },
       warmup: { type: "string" },
+      "gateway-log-level": { type: "string" },
       help: { type: "boolean" },
     },
     strict: true,
@@ -83,6 +86,7 @@ function parseOptions(argv: string[]): Options | undefined {
     slices: number("slices", values.slices, 6, 1, 1000, true),
     sliceSec: number("slice-sec", values["slice-sec"], 2, 0.2, 60),
     warmupSec: number("warmup", values.warmup, 3, 0, 60),
+    logLevel: logLevel(values["gateway-log-level"]),
   };
 }
 
@@ -127,7 +131,7 @@ async function main(options: Options): Promise<void> {
         side.gateway = await startGateway({
           routesYaml: routesYaml(mock),
           bin: path.join(side.root, "bin", "openclaw-autoproxy.js"),
-          env: { UPSTREAM_MAX_CONNECTIONS: String(HELD_STREAMS + 100) },
+          env: { UPSTREAM_MAX_CONNECTIONS: String(HELD_STREAMS + 100), LOG_LEVEL: options.logLevel },
         });
       }
       const gateways = sides.map((side) => side.gateway as GatewayProcess);

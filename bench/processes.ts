@@ -208,6 +208,15 @@ export function freePort(): Promise<number> {
   });
 }
 
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** A `--gateway-log-level` option's value: warn unless given (no line per request, only failovers'). */
+export function logLevel(value: string | undefined): string {
+  if (value === undefined) return "warn";
+  if (!LOG_LEVELS.includes(value)) throw new Error(`--gateway-log-level must be one of ${LOG_LEVELS.join(", ")}, got "${value}"`);
+  return value;
+}
+
 /**
  * Starts the gateway as production runs it: `node bin/openclaw-autoproxy.js
  * start --config … --port … --host 127.0.0.1`, in a temp working directory (so

@@ -20,6 +20,7 @@ import {
   REPO_ROOT,
   cpuTimeUs,
   guardLifecycle,
+  logLevel,
   memoryKb,
   procAvailable,
   startGateway,
@@ -76,14 +77,6 @@ const USAGE = `Usage: npm run bench -- [options]
                      request, as a gateway started without LOG_LEVEL writes)
   --help             this text
 `;
-
-const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
-
-function logLevel(value: string | undefined): string {
-  if (value === undefined) return "warn";
-  if (!LOG_LEVELS.includes(value)) throw new Error(`--gateway-log-level must be one of ${LOG_LEVELS.join(", ")}, got "${value}"`);
-  return value;
-}
 
 interface Options {
   durationSec: number;
