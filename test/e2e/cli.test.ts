@@ -187,12 +187,13 @@ describe("start through the real CLI", () => {
     }
   });
 
-  // stdout is written in batches of about 4 KB (Buffer mode): no line may be cut, merged, reordered or lost, and
-  // what is still buffered when the gateway stops is written before it exits.
+  // stdout is written in batches of about 4 KB: no line may be cut, merged or lost, and what is still buffered when
+  // the gateway stops is written before it exits.
   test("every request's log line reaches stdout whole, multi-byte text included, the last ones on exit", async () => {
     const tmp = tempDir({ "routes.yml": routes(), ".env": "MOCK_KEY=k\nPORT=0\nLOG_LEVEL=info\n" });
     const cli = await startCli(["start"], { cwd: tmp.dir });
     const count = 300;
+    let exitCode: number | null = null;
     try {
       for (let batch = 0; batch < count; batch += 30) {
         await Promise.all(
@@ -208,9 +209,10 @@ describe("start through the real CLI", () => {
         );
       }
     } finally {
-      assert.equal(await cli.stop(), 0);
+      exitCode = await cli.stop();
       tmp.remove();
     }
+    assert.equal(exitCode, 0);
     const lines = cli.output().split("\n").filter((line) => line.startsWith("{"));
     for (const line of lines) JSON.parse(line);
     const models = lines.map((line) => JSON.parse(line) as { event?: string; requested_model?: string }).filter((entry) => entry.event === "request").map((entry) => entry.requested_model);
