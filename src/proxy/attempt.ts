@@ -34,7 +34,7 @@ export interface Attempted {
   readonly kind: ContentKind | undefined;
   /** Body bytes already read, to relay before the rest. */
   readonly pending: Collected | undefined;
-  /** The whole 2xx JSON body, parsed (undefined when not read whole, or not JSON), so that it is parsed once. */
+  /** A translated exchange's whole 2xx JSON body, parsed, so that it is parsed once (undefined: not read whole, not JSON, or not translated). */
   readonly payload?: unknown;
   /** Undefined: a success. */
   readonly failure: FailureFacts | undefined;
@@ -122,16 +122,18 @@ export async function attempt(
       return thrown(error, keyedRoute, latencyMs);
     }
     let payload: unknown;
+    const raw = pending.complete ? joined(pending) : undefined;
     // An answer with no key a hidden status could be in is cleared without a parse (a translation parses it anyway).
-    if (pending.complete && (translated || mayHideStatus(joined(pending)))) {
-      payload = parseJson(joined(pending));
+    if (raw && (translated || mayHideStatus(raw))) {
+      payload = parseJson(raw);
       const hidden = bodyStatus(payload, config.retryStatusCodes);
       if (hidden !== null) {
         const { codes, message } = errorFacts(payload);
         return { response, kind, pending, failure: facts({ status: hidden, codes, message, inRetrySet: true }), reason: "body_status", detail: message || undefined, latencyMs };
       }
     }
-    return { response, kind, pending, payload, failure: undefined, reason: undefined, detail: undefined, latencyMs };
+    // Only a translation reads the parsed answer again.
+    return { response, kind, pending, payload: translated ? payload : undefined, failure: undefined, reason: undefined, detail: undefined, latencyMs };
   }
 
   const firstTokenBy = options.firstTokenBound ? started + Math.min(timeouts.firstTokenMs, remainingMs) : undefined;

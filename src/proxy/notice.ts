@@ -50,9 +50,9 @@ export function sseNotice(notice: GatewayNotice, mode: SseNoticeMode): Buffer | 
 /**
  * `body` (a JSON object) with a top-level `gateway_notice` added before its
  * closing brace. It is spliced into the bytes, with no parse: a body that
- * does not open with `{` and close with `}` (an array, a string, a cut
- * answer) is returned unchanged, and one that does but is not JSON (a
- * provider's bug) stays not JSON, as it came.
+ * does not open with `{` and close with `}` (an array, a string) is returned
+ * unchanged, and one that does but is not JSON (a provider's bug) stays not
+ * JSON, as it came.
  */
 export function jsonWithNotice(body: Buffer, notice: GatewayNotice): Buffer {
   let end = body.length - 1;

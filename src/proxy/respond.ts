@@ -64,11 +64,15 @@ export interface ContentKind {
   readonly encoded: boolean;
 }
 
+const NOT_ONE_VALUE = /ndjson|jsonl|json-seq|jsonlines/;
+
 export function contentKind(headers: UpstreamResponse["headers"]): ContentKind {
   const type = String(headers["content-type"] ?? "").toLowerCase();
   const encoding = String(headers["content-encoding"] ?? "identity").toLowerCase();
   const sse = type.includes("text/event-stream");
-  return { sse, json: !sse && type.includes("json"), encoded: encoding !== "identity" && encoding !== "" };
+  // Newline-delimited JSON is a series of values, not one the notice could be added to.
+  const json = !sse && type.includes("json") && !NOT_ONE_VALUE.test(type);
+  return { sse, json, encoded: encoding !== "identity" && encoding !== "" };
 }
 
 export interface Delivery {
@@ -76,7 +80,7 @@ export interface Delivery {
   readonly kind: ContentKind;
   /** Body bytes already read from the upstream (for inspection), in order. */
   readonly pending: Collected | undefined;
-  /** Those bytes parsed, when they are the whole answer and JSON. */
+  /** Those bytes parsed, when they are the whole answer, JSON, and to be translated. */
   readonly payload?: unknown;
   readonly gatewayHeaders: Record<string, string>;
   readonly notice: GatewayNotice | undefined;

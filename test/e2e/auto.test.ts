@@ -421,6 +421,19 @@ describe("telling the client", () => {
     assert.equal(res.json().gateway_notice, undefined);
   });
 
+  test("after a switch, a newline-delimited JSON answer is relayed as it came, told by the headers alone", T, async (t) => {
+    const text = '{"id":1,"text":"a"}\n{"id":2,"text":"b"}\n';
+    const { gw } = await twoRoutes(t, replyStatus(429), (_req, res) => {
+      res.writeHead(200, { "content-type": "application/x-ndjson" });
+      res.end(text);
+    });
+    const res = await post(gw.url, chatBody("auto"));
+    assert.equal(res.status, 200);
+    assert.equal(res.headers["x-gateway-switched"], "1");
+    assert.equal(res.headers["x-gateway-model-used"], "model-b");
+    assert.equal(res.text, text);
+  });
+
   test("SSE default: a `: gateway_notice {json}` comment line before the first event", T, async (t) => {
     const { gw } = await twoRoutes(t, replyStatus(429));
     const res = await post(gw.url, chatBody("auto", { stream: true }));
