@@ -9,7 +9,7 @@ import type { SseEvent } from "../stream/sse.js";
 import { ChatTranscript, isContentChunk } from "../stream/transcript.js";
 import type { Abort } from "../upstream/abort.js";
 import { bodyStatus, isTimeoutError, mayHideStatus, type FailureReason } from "../upstream/classify.js";
-import { sendAttempt, type UpstreamResponse } from "../upstream/client.js";
+import { PoolWaitTimeoutError, sendAttempt, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import type { Exchange } from "./api.js";
 import type { Engine, ProxyRequest } from "./attempts.js";
@@ -75,6 +75,7 @@ export async function attempt(
       signal,
       timeoutMs: Math.max(1, Math.min(timeouts.headersMs, remainingMs)),
       idleMs: timeouts.idleMs,
+      poolSize: config.upstream.maxConnections,
     });
   } catch (error) {
     return thrown(error, route.apiKey !== "", engine.now() - started);
@@ -297,7 +298,7 @@ function thrown(error: unknown, keyedRoute: boolean, latencyMs: number): Attempt
     response: undefined,
     kind: undefined,
     pending: undefined,
-    failure: { status: null, codes: [], message: (error as Error).message ?? "", kind, keyedRoute, inRetrySet: false },
+    failure: { status: null, codes: [], message: (error as Error).message ?? "", kind, keyedRoute, inRetrySet: false, poolWait: error instanceof PoolWaitTimeoutError },
     reason: timeout ? "timeout" : "network_error",
     detail: (error as Error).message,
     latencyMs,

@@ -8,7 +8,7 @@ import { decide, matchRule, retryAfterMs, type FailureFacts } from "../routing/p
 import type { RoutingStore } from "../routing/store.js";
 import { sendError } from "../server/errors.js";
 import { Abort, sleep } from "../upstream/abort.js";
-import { abandon, sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/client.js";
+import { abandon, PoolWaitTimeoutError, sendAttempt, UpstreamClient, type UpstreamResponse } from "../upstream/client.js";
 import { buildUpstreamHeaders } from "../upstream/headers.js";
 import { buildNotice, type FailedAttempt } from "./notice.js";
 import { topLevelValueSpan, withAssistantPrefix, withModel, withoutKey, type BodyInfo } from "./request-body.js";
@@ -291,7 +291,9 @@ export async function runAttempts(
     }
     const deadlinePassed = signal.reason instanceof DeadlineError || engine.now() >= deadlineAt;
     const timedOut = deadlinePassed || last?.reason === "timeout";
-    const status = timedOut ? 504 : 502;
+    // The last candidate's request never got one of the gateway's connections: the gateway is the bottleneck.
+    const poolBusy = !deadlinePassed && last?.failure?.poolWait === true;
+    const status = poolBusy ? 503 : timedOut ? 504 : 502;
     outcome.status = status;
     outcome.switched = new Set([...failed.map((entry) => entry.model), outcome.model]).size > 1;
     const tried = [...failed, ...(last?.failure ? [{ model: outcome.model, route: outcome.route, reason: last.reason }] : [])]
@@ -300,12 +302,14 @@ export async function runAttempts(
     sendError(
       res,
       status,
-      deadlinePassed ? "deadline_exceeded" : timedOut ? "upstream_timeout" : "upstream_unreachable",
-      deadlinePassed
-        ? `The request's deadline (timeouts.deadlineMs, ${config.deadlineMs} ms) passed before an upstream answered. Tried: ${tried || "nothing"}.`
-        : timedOut
-          ? `No upstream answered in time. Tried: ${tried}.`
-          : `No upstream could be reached. Tried: ${tried}.`,
+      poolBusy ? "gateway_connections_busy" : deadlinePassed ? "deadline_exceeded" : timedOut ? "upstream_timeout" : "upstream_unreachable",
+      poolBusy
+        ? `Every connection the gateway may open to the upstream (UPSTREAM_MAX_CONNECTIONS=${config.upstream.maxConnections}) stayed busy until the request's time to wait for an answer ran out: raise UPSTREAM_MAX_CONNECTIONS, or send fewer requests at once. Tried: ${tried}.`
+        : deadlinePassed
+          ? `The request's deadline (timeouts.deadlineMs, ${config.deadlineMs} ms) passed before an upstream answered. Tried: ${tried || "nothing"}.`
+          : timedOut
+            ? `No upstream answered in time. Tried: ${tried}.`
+            : `No upstream could be reached. Tried: ${tried}.`,
       { "x-gateway-attempt-count": String(outcome.attempts), ...(outcome.switched ? { "x-gateway-switched": "1" } : {}) },
       request.errorShape,
     );
@@ -343,9 +347,11 @@ function streamOpener(
         signal,
         timeoutMs: Math.max(1, Math.min(next.route.timeouts.headersMs, remaining)),
         idleMs: next.route.timeouts.idleMs,
+        poolSize: engine.config.upstream.maxConnections,
       });
-    } catch {
-      healthOf(store, next).recordFailure(engine.now());
+    } catch (error) {
+      // A wait for the gateway's own busy pool says nothing of the upstream.
+      if (!(error instanceof PoolWaitTimeoutError)) healthOf(store, next).recordFailure(engine.now());
       return undefined;
     }
     if (reopened.statusCode >= 300 || !contentKind(reopened.headers).sse) {
@@ -494,6 +500,11 @@ function discard(attempted: Attempted, logger?: Logger): void {
 function countHealth(engine: Engine, candidate: Candidate, failure: FailureFacts, action: string | undefined, retryAfter: number | undefined, latencyMs: number): void {
   const now = engine.now();
   const health = healthOf(engine.store, candidate);
+  if (failure.poolWait) {
+    // The request waited for the gateway's own connections and never reached the upstream.
+    health.abandon();
+    return;
+  }
   const modelFault =
     failure.kind !== "status" ||
     failure.status === 429 ||

@@ -20,6 +20,8 @@ export interface FailureFacts {
   readonly keyedRoute: boolean;
   /** Whether the status is in the configured retry set (retryStatusCodes). */
   readonly inRetrySet: boolean;
+  /** A timeout spent waiting for a connection of the gateway's own pool: the upstream never saw the request. */
+  readonly poolWait?: boolean;
 }
 
 export interface Rule {

@@ -6,7 +6,7 @@ export type ErrorShape = "openai" | "anthropic";
 
 export type ErrorType = "invalid_request_error" | "not_found_error" | "gateway_error" | "timeout_error";
 
-const DEFAULT_TYPE: Record<number, ErrorType> = { 404: "not_found_error", 502: "gateway_error", 504: "timeout_error", 500: "gateway_error" };
+const DEFAULT_TYPE: Record<number, ErrorType> = { 404: "not_found_error", 502: "gateway_error", 503: "gateway_error", 504: "timeout_error", 500: "gateway_error" };
 
 /** OpenAI's error shape, which every OpenAI client knows how to surface. */
 export function errorBody(status: number, code: string, message: string, type?: ErrorType, shape: ErrorShape = "openai"): string {

@@ -59,6 +59,22 @@ export class AttemptTimeoutError extends Error {
   }
 }
 
+/**
+ * The attempt's time ran out while it still waited for a connection of the
+ * gateway's own pool: every one of them was busy (UPSTREAM_MAX_CONNECTIONS),
+ * so the upstream never saw the request and is not to blame for it.
+ */
+export class PoolWaitTimeoutError extends Error {
+  override readonly name = "TimeoutError";
+  readonly code = "GATEWAY_POOL_WAIT";
+  constructor(
+    ms: number,
+    readonly connections: number,
+  ) {
+    super(`no free connection to the upstream within ${ms} ms: all ${connections} of the gateway's connections to it (UPSTREAM_MAX_CONNECTIONS) were in use`);
+  }
+}
+
 export interface AttemptRequest {
   origin: string;
   path: string;
@@ -71,6 +87,8 @@ export interface AttemptRequest {
   timeoutMs: number;
   /** Bound on silence while the body streams. */
   idleMs: number;
+  /** The most connections the dispatcher opens to one origin (UPSTREAM_MAX_CONNECTIONS). */
+  poolSize: number;
 }
 
 /**
@@ -80,7 +98,7 @@ export interface AttemptRequest {
  */
 export function sendAttempt(dispatcher: Dispatcher, request: AttemptRequest): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {
-    const handler = new AttemptHandler(resolve, reject, request.signal, request.timeoutMs);
+    const handler = new AttemptHandler(resolve, reject, request.signal, request.timeoutMs, dispatcher, request.origin, request.poolSize);
     if (handler.done) return;
     dispatcher.dispatch(
       {
@@ -118,6 +136,9 @@ class AttemptHandler implements Dispatcher.DispatchHandler, BodyControls {
     private readonly reject: (error: unknown) => void,
     private readonly signal: Abort,
     timeoutMs: number,
+    private readonly dispatcher: Dispatcher,
+    private readonly origin: string,
+    readonly poolSize: number,
   ) {
     this.onAbort = () => this.cancel(toError(signal.reason));
     if (signal.aborted) {
@@ -126,6 +147,20 @@ class AttemptHandler implements Dispatcher.DispatchHandler, BodyControls {
     }
     signal.addEventListener("abort", this.onAbort);
     this.timer = setTimeout(timeOut, timeoutMs, this, timeoutMs);
+  }
+
+  /**
+   * Whether a timeout found the request still without a connection (undici
+   * calls onConnect once a connected socket takes it) while every connection
+   * of the origin's pool was up: it was queued behind them, not connecting.
+   */
+  waitedForPool(): boolean {
+    if (this.abortUpstream !== undefined) return false;
+    const stats = (this.dispatcher as Partial<Agent>).stats?.[this.origin];
+    if (stats === undefined) return false;
+    // A pool of one connection is a Client, whose stats say connected or not.
+    const connected = typeof stats.connected === "number" ? stats.connected : stats.connected ? 1 : 0;
+    return connected >= this.poolSize;
   }
 
   /** Ends the attempt: before headers, the promise rejects; after them, the body fails. */
@@ -202,7 +237,7 @@ class AttemptHandler implements Dispatcher.DispatchHandler, BodyControls {
 }
 
 function timeOut(handler: AttemptHandler, ms: number): void {
-  handler.cancel(new AttemptTimeoutError(ms));
+  handler.cancel(handler.waitedForPool() ? new PoolWaitTimeoutError(ms, handler.poolSize) : new AttemptTimeoutError(ms));
 }
 
 function toError(reason: unknown): Error {

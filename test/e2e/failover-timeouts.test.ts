@@ -248,6 +248,46 @@ ${holderExtra}  - name: queued
     assertOpenAIError(held.error, 504, "upstream_timeout", "timeout_error");
   });
 
+  test("with no candidate left: 503 gateway_connections_busy naming UPSTREAM_MAX_CONNECTIONS, and the upstream is not blamed", T, async (t) => {
+    const busy = await useFaults(t, "busy");
+    const gw = await useGateway(
+      t,
+      `routes:
+  - name: holder
+    url: ${busy.origin}/v1
+    isBaseUrl: true
+    model: model-holder
+    timeouts:
+      headersMs: 5000
+  - name: queued
+    url: ${busy.origin}/v1
+    isBaseUrl: true
+    model: model-queued
+    timeouts:
+      headersMs: 300
+`,
+      { UPSTREAM_MAX_CONNECTIONS: "1" },
+    );
+    const client = sdk(gw);
+    busy.otherwise({ kind: "hang" });
+    const holder = askError(client, "model-holder", { stream: false });
+    await busy.waitForRequests(1, 2_000);
+
+    const queued = await askError(client, "model-queued", { stream: false });
+
+    assertOpenAIError(queued.error, 503, "gateway_connections_busy", "gateway_error");
+    assert.match(queued.error.message, /UPSTREAM_MAX_CONNECTIONS=1/);
+    assert.ok(queued.elapsed >= 300 - TOL && queued.elapsed < 300 + SLACK_MS, `took ${queued.elapsed} ms`);
+    assert.equal(busy.count, 1, "the queued attempt never reached the upstream");
+    const health = await modelHealth(gw, "model-queued");
+    assert.equal(health.consecutive_failures, 0, "a wait for the gateway's own connections is not the upstream's failure");
+    assert.equal(health.state, "closed");
+    assert.equal(health.cooldown_remaining_ms, 0);
+    // The holder did reach its upstream, which stayed silent: that one is a real timeout.
+    assertOpenAIError((await holder).error, 504, "upstream_timeout", "timeout_error");
+    assert.equal((await modelHealth(gw, "model-holder")).consecutive_failures, 1);
+  });
+
   test("that timed out does not cost the connection when it frees up: the next request reuses it", T, async (t) => {
     // The holder's answer takes 600 ms; the queued attempt gives up after 300 ms but stays in undici's queue,
     // and is handed the connection when the holder's answer ends: it must let it go, not close it.
