@@ -200,9 +200,10 @@ describe("the request's deadline", () => {
 describe("a request waiting for a pooled connection", () => {
   /**
    * One connection to the busy upstream, shared by two routes there: `holder` (its own route lines in
-   * `holderExtra`) and `queued` (300 ms for headers, falling back to `model-spare` on another upstream).
+   * `holderExtra`) and `queued` (300 ms for headers, falling back to `model-spare` on another upstream
+   * unless `queuedFallback` is false).
    */
-  async function oneConnection(t: TestContext, holderExtra = "") {
+  async function oneConnection(t: TestContext, holderExtra = "", queuedFallback = true) {
     const busy = await useFaults(t, "busy");
     const spare = await useFaults(t, "spare");
     const gw = await useGateway(
@@ -218,15 +219,14 @@ ${holderExtra}  - name: queued
     model: model-queued
     timeouts:
       headersMs: 300
-    fallbacks: [model-spare]
-  - name: spare
+${queuedFallback ? "    fallbacks: [model-spare]\n" : ""}  - name: spare
     url: ${spare.origin}/v1
     isBaseUrl: true
     model: model-spare
 `,
       { UPSTREAM_MAX_CONNECTIONS: "1" },
     );
-    return { busy, spare, client: sdk(gw) };
+    return { gw, busy, spare, client: sdk(gw) };
   }
 
   test("times out on its own bound and fails over, instead of waiting for the connection to free up", T, async (t) => {
@@ -249,26 +249,7 @@ ${holderExtra}  - name: queued
   });
 
   test("with no candidate left: 503 gateway_connections_busy naming UPSTREAM_MAX_CONNECTIONS, and the upstream is not blamed", T, async (t) => {
-    const busy = await useFaults(t, "busy");
-    const gw = await useGateway(
-      t,
-      `routes:
-  - name: holder
-    url: ${busy.origin}/v1
-    isBaseUrl: true
-    model: model-holder
-    timeouts:
-      headersMs: 5000
-  - name: queued
-    url: ${busy.origin}/v1
-    isBaseUrl: true
-    model: model-queued
-    timeouts:
-      headersMs: 300
-`,
-      { UPSTREAM_MAX_CONNECTIONS: "1" },
-    );
-    const client = sdk(gw);
+    const { gw, busy, client } = await oneConnection(t, "    timeouts:\n      headersMs: 5000\n", false);
     busy.otherwise({ kind: "hang" });
     const holder = askError(client, "model-holder", { stream: false });
     await busy.waitForRequests(1, 2_000);
