@@ -33,8 +33,9 @@ export function bodyStatus(payload: unknown, retryStatusCodes: ReadonlySet<numbe
   return null;
 }
 
-/** The keys bodyStatus reads, as they appear in JSON text. */
-const STATUS_KEYS = ['"status"', '"code"', '"errorCode"'];
+/** The keys bodyStatus reads, as they appear in JSON text (bytes, so that no search encodes them again). */
+const STATUS_KEYS = ['"status"', '"code"', '"errorCode"'].map((key) => Buffer.from(key));
+const UNICODE_ESCAPE = Buffer.from("\\u");
 
 /**
  * Whether the JSON text `raw` may hide a status for bodyStatus: false only
@@ -45,7 +46,7 @@ const STATUS_KEYS = ['"status"', '"code"', '"errorCode"'];
  */
 export function mayHideStatus(raw: Buffer): boolean {
   for (const key of STATUS_KEYS) if (raw.indexOf(key) >= 0) return true;
-  return raw.indexOf("\\u") >= 0;
+  return raw.indexOf(UNICODE_ESCAPE) >= 0;
 }
 
 const TIMEOUT_CODES = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ETIMEDOUT"]);
